@@ -1,0 +1,63 @@
+/* Shared by the operation files of the mount; not for main.c. */
+#pragma once
+#include "fs.h"
+#include <sys/stat.h>
+
+#define VCF_MOUNT(req) ((VcfMount *)fuse_req_userdata(req))
+
+/* Logs ERROR's message and replies with its errno. Frees ERROR. */
+void reply_gerror(fuse_req_t req, GError *error);
+/* Replies with -ERR and logs WHY if given. */
+void reply_errno(fuse_req_t req, int err, const char *why);
+
+/* The node's attributes. Called with m->lock held. */
+gboolean node_stat(VcfMount *m, const Node *n, struct stat *st, GError **error);
+/* Looks NAME up under PARENT and remembers it; fills E. m->lock held. */
+gboolean lookup_locked(VcfMount *m, Node *parent, const char *name,
+                       struct fuse_entry_param *e, GError **error);
+/* The clone's open disks (opening them if need be). m->lock held. */
+OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error);
+/* Name of the clone whose parents read REAL (or something under it), or NULL. m->lock held. */
+const char *protected_by(VcfMount *m, const char *real);
+/* Recomputes the protected set from the open clones. m->lock held. */
+void protect_refresh(VcfMount *m);
+/* The clone's info when NAME in clone folder N is one of its disk files:
+ * returns TRUE and sets *STEM_INDEX and *IS_FLAT. m->lock held. */
+gboolean clone_disk_name(VcfMount *m, const Node *clone_dir, const char *name,
+                         guint *stem_index, gboolean *is_flat);
+/* Reserved names in a clone's store folder that the mount never shows. */
+gboolean clone_reserved_name(const char *name);
+
+/* Operations, by file. */
+void fs_init(void *userdata, struct fuse_conn_info *conn);
+void fs_destroy(void *userdata);
+void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);
+void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                struct fuse_file_info *fi);
+void fs_readlink(fuse_req_t req, fuse_ino_t ino);
+void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                struct fuse_file_info *fi);
+void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_statfs(fuse_req_t req, fuse_ino_t ino);
+
+void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+               fuse_ino_t newparent, const char *newname, unsigned int flags);
+void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+
+void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+               struct fuse_file_info *fi);
+void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+             struct fuse_file_info *fi);
+void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+              off_t off, struct fuse_file_info *fi);
+void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

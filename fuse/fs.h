@@ -1,0 +1,37 @@
+/* The mount: its context and the libfuse low-level operations. */
+#pragma once
+#include "inode.h"
+#include "clone.h"
+#include "library.h"
+
+/* A clone whose disks are open. */
+typedef struct {
+    VcfClone *clone;
+    guint handles;    /* open file handles on its disks */
+} OpenClone;
+
+typedef struct {
+    VcfLibrary *lib;
+    char *root;            /* the library's realpath */
+    guint n_chains;        /* libvmdk chains per parent disk */
+    double timeout;        /* attribute and entry cache, seconds */
+
+    /* Lock order: lock, then a VcfDisk's own lock (never the reverse). */
+    GMutex lock;
+    NodeTable nodes;       /* lock */
+    GHashTable *clones;    /* lock: name -> OpenClone* */
+    GHashTable *hidden;    /* lock: mount paths of unlinked disk files */
+    GHashTable *protected; /* lock: realpath -> name of a clone reading it */
+
+    GThread *syncer;       /* syncs open disks every few seconds */
+    GMutex sync_lock;
+    GCond sync_cond;
+    gboolean stopping;     /* sync_lock */
+} VcfMount;
+
+extern const struct fuse_lowlevel_ops vcf_fs_ops;
+
+/* Fills the mount's state; FALSE with ERROR if the library is unusable. */
+gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
+                        double timeout, GError **error);
+void vcf_mount_clear(VcfMount *m);

@@ -1,0 +1,205 @@
+/* vmclonefs: mount a library of VMware VMs; mkdir clones/VM/NAME clones. */
+#include "config.h"
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <syslog.h>
+#include <unistd.h>
+
+typedef struct {
+    char *library;
+    char *log_file;
+    unsigned parent_handles;
+    double cache_timeout;
+    int show_help;
+    int show_version;
+} Options;
+
+#define OPT(t, p) { t, offsetof(Options, p), 1 }
+static const struct fuse_opt option_spec[] = {
+    OPT("parent_handles=%u", parent_handles),
+    OPT("cache_timeout=%lf", cache_timeout),
+    OPT("log=%s", log_file),
+    OPT("-h", show_help),
+    OPT("--help", show_help),
+    OPT("-V", show_version),
+    OPT("--version", show_version),
+    FUSE_OPT_END
+};
+
+static int take_library(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    Options *o = data;
+    if (key == FUSE_OPT_KEY_NONOPT && o->library == NULL) {
+        o->library = strdup(arg);
+        return 0;       /* ours; the mount point goes on to libfuse */
+    }
+    return 1;
+}
+
+static void usage(const char *prog)
+{
+    printf("usage: %s [options] LIBRARY MOUNTPOINT\n\n"
+           "Mounts LIBRARY, a folder of VMware VM folders, at MOUNTPOINT. Beside the\n"
+           "VMs the mount shows clones/: mkdir clones/VM/NAME makes NAME, a linked\n"
+           "clone of VM's current state (VM must be powered off; a VMware snapshot is\n"
+           "taken), and mkdir clones/VM@SNAPSHOT/NAME a linked clone of that snapshot.\n"
+           "rmdir deletes a clone. A clone's folder holds NAME.vmx, NAME.vmdk and\n"
+           "NAME-flat.vmdk, the clone's disk, read/write, copy-on-write.\n\n"
+           "vmclonefs options:\n"
+           "    -o parent_handles=N    libvmdk handles per parent disk, for parallel\n"
+           "                           reads (default 4)\n"
+           "    -o cache_timeout=S     seconds the kernel may cache names and\n"
+           "                           attributes (default 1)\n"
+           "    -o log=FILE            append log lines to FILE (default: standard error\n"
+           "                           with -f, else syslog)\n"
+           "    -h, --help             this help\n"
+           "    -V, --version          the version\n\n", prog);
+}
+
+/* ---- logging: a sentence per event, to where the user will look -------- */
+
+typedef struct {
+    FILE *file;
+    gboolean foreground;
+    gboolean debug;
+} LogTarget;
+
+static GLogWriterOutput write_log(GLogLevelFlags level, const GLogField *fields,
+                                  gsize n_fields, gpointer data)
+{
+    LogTarget *t = data;
+    if ((level & G_LOG_LEVEL_DEBUG) && !t->debug)
+        return G_LOG_WRITER_HANDLED;
+    const char *msg = NULL;
+    for (gsize i = 0; i < n_fields; i++)
+        if (g_str_equal(fields[i].key, "MESSAGE"))
+            msg = fields[i].value;
+    if (msg == NULL)
+        return G_LOG_WRITER_UNHANDLED;
+    const char *what = level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL) ? "error"
+        : level & G_LOG_LEVEL_WARNING ? "warning" : level & G_LOG_LEVEL_DEBUG ? "debug" : "info";
+    if (t->file != NULL || t->foreground) {
+        FILE *f = t->file ? t->file : stderr;
+        g_autoptr(GDateTime) now = g_date_time_new_now_local();
+        g_autofree char *ts = g_date_time_format(now, "%F %T");
+        fprintf(f, "%s vmclonefs[%d] %s: %s\n", ts, (int)getpid(), what, msg);
+        fflush(f);
+    } else {
+        int prio = level & G_LOG_LEVEL_WARNING ? LOG_WARNING
+            : level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL) ? LOG_ERR : LOG_INFO;
+        syslog(prio, "%s", msg);
+    }
+    return G_LOG_WRITER_HANDLED;
+}
+
+/* Each parent chain holds a file per link and extent, per handle. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    Options opts = { .parent_handles = 4, .cache_timeout = 1.0 };
+    struct fuse_cmdline_opts cmd = { 0 };
+    struct fuse_session *se = NULL;
+    struct fuse_loop_config *loop = NULL;
+    VcfMount m = { 0 };
+    LogTarget log = { 0 };
+    GError *error = NULL;
+    int ret = 1;
+
+    if (fuse_opt_parse(&args, &opts, option_spec, take_library) == -1)
+        goto out_args;
+    if (opts.show_help) {
+        usage(argv[0]);
+        printf("FUSE options:\n");
+        fuse_cmdline_help();
+        fuse_lowlevel_help();
+        ret = 0;
+        goto out_args;
+    }
+    if (opts.show_version) {
+        printf("vmclonefs %s\nFUSE library %s\n", PACKAGE_VERSION, fuse_pkgversion());
+        ret = 0;
+        goto out_args;
+    }
+    if (fuse_parse_cmdline(&args, &cmd) != 0)
+        goto out_args;
+    if (opts.library == NULL || cmd.mountpoint == NULL) {
+        fprintf(stderr, "usage: %s [options] LIBRARY MOUNTPOINT (see --help)\n", argv[0]);
+        ret = 2;
+        goto out_cmd;
+    }
+    log.foreground = cmd.foreground;
+    log.debug = cmd.debug;
+    if (opts.log_file != NULL && (log.file = fopen(opts.log_file, "ae")) == NULL) {
+        fprintf(stderr, "vmclonefs: cannot open log %s: %s\n", opts.log_file, strerror(errno));
+        goto out_cmd;
+    }
+    if (!cmd.foreground && log.file == NULL)
+        openlog("vmclonefs", LOG_PID, LOG_DAEMON);
+    g_log_set_writer_func(write_log, &log, NULL);
+    raise_fd_limit();
+
+    if (!vcf_mount_init(&m, opts.library, opts.parent_handles, opts.cache_timeout, &error)) {
+        fprintf(stderr, "vmclonefs: %s\n", error->message);
+        g_error_free(error);
+        goto out_log;
+    }
+    se = fuse_session_new(&args, &vcf_fs_ops, sizeof vcf_fs_ops, &m);
+    if (se == NULL)
+        goto out_mount;
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out_session;
+    if (fuse_session_mount(se, cmd.mountpoint) != 0)
+        goto out_signals;
+    g_message("mounted %s at %s", opts.library, cmd.mountpoint);
+    /* In the background the parent returns now, with the mount in place. */
+    fuse_daemonize(cmd.foreground);
+    if (cmd.singlethread) {
+        ret = fuse_session_loop(se);
+    } else {
+        loop = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(loop, cmd.clone_fd);
+        fuse_loop_cfg_set_max_threads(loop, cmd.max_threads);
+        fuse_loop_cfg_set_idle_threads(loop, cmd.max_idle_threads);
+        ret = fuse_session_loop_mt(se, loop);
+        fuse_loop_cfg_destroy(loop);
+    }
+    ret = ret != 0;
+    fuse_session_unmount(se);
+    g_message("unmounted %s", cmd.mountpoint);
+out_signals:
+    fuse_remove_signal_handlers(se);
+out_session:
+    fuse_session_destroy(se);
+out_mount:
+    vcf_mount_clear(&m);
+out_log:
+    if (log.file != NULL) {
+        /* The writer stays installed (GLib allows one): send it to stderr. */
+        fclose(log.file);
+        log.file = NULL;
+        log.foreground = TRUE;
+    }
+out_cmd:
+    free(cmd.mountpoint);
+out_args:
+    free(opts.library);
+    free(opts.log_file);
+    fuse_opt_free_args(&args);
+    return ret;
+}

@@ -1,0 +1,91 @@
+/* The operations table, and the session's start and end. */
+#include "config.h"
+#include "fs-internal.h"
+
+#include <stdlib.h>
+
+/* Threads started before fuse_daemonize() would not survive its fork, so
+ * the syncer starts here, in the serving process. */
+static gpointer syncer_main(gpointer data);
+
+void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+    VcfMount *m = userdata;
+    /* Large requests: 1 MiB reads and writes where the kernel offers them
+     * (libfuse derives max_pages from max_write). */
+    conn->max_write = 1024 * 1024;
+    conn->max_readahead = MIN(conn->max_readahead, 1024 * 1024u);
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
+    if (conn->capable & FUSE_CAP_ASYNC_READ)
+        conn->want |= FUSE_CAP_ASYNC_READ;
+    /* The kernel's write-back cache would hold guest writes where a crash
+     * loses them after fsync said otherwise; writes come straight to us. */
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    m->syncer = g_thread_new("vcf-sync", syncer_main, m);
+}
+
+void fs_destroy(void *userdata)
+{
+    /* Everything is closed by vcf_mount_clear once the loop returns. */
+}
+
+/* Flushes open disks now and then, so that a writer that never calls
+ * fsync still has its grain tables on disk within seconds. */
+static gpointer syncer_main(gpointer data)
+{
+    VcfMount *m = data;
+    g_mutex_lock(&m->sync_lock);
+    while (!m->stopping) {
+        gint64 until = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+        g_cond_wait_until(&m->sync_cond, &m->sync_lock, until);
+        if (m->stopping)
+            break;
+        g_mutex_unlock(&m->sync_lock);
+        g_mutex_lock(&m->lock);
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, m->clones);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            OpenClone *oc = v;
+            for (guint i = 0; i < vcf_clone_n_disks(oc->clone); i++) {
+                GError *error = NULL;
+                if (!vcf_disk_sync(vcf_clone_get_disk(oc->clone, i), &error)) {
+                    g_warning("clone %s: background sync: %s", (char *)k, error->message);
+                    g_error_free(error);
+                }
+            }
+        }
+        g_mutex_unlock(&m->lock);
+        g_mutex_lock(&m->sync_lock);
+    }
+    g_mutex_unlock(&m->sync_lock);
+    return NULL;
+}
+
+const struct fuse_lowlevel_ops vcf_fs_ops = {
+    .init = fs_init,
+    .destroy = fs_destroy,
+    .lookup = fs_lookup,
+    .forget = fs_forget,
+    .forget_multi = fs_forget_multi,
+    .getattr = fs_getattr,
+    .setattr = fs_setattr,
+    .readlink = fs_readlink,
+    .mkdir = fs_mkdir,
+    .rmdir = fs_rmdir,
+    .unlink = fs_unlink,
+    .rename = fs_rename,
+    .symlink = fs_symlink,
+    .create = fs_create,
+    .open = fs_open,
+    .read = fs_read,
+    .write = fs_write,
+    .flush = fs_flush,
+    .fsync = fs_fsync,
+    .release = fs_release,
+    .opendir = fs_opendir,
+    .readdir = fs_readdir,
+    .releasedir = fs_releasedir,
+    .statfs = fs_statfs,
+};

@@ -1,0 +1,47 @@
+/* The clone engine: making, opening and deleting linked clones.
+ *
+ * A clone lives in LIBRARY/.vmclonefs/clones/NAME/: NAME.vmx, one sparse
+ * delta per disk (NAME.vmdk, NAME_1.vmdk, ...) with its .xxh checksums, and
+ * clone.ini (source, base snapshot, type, state). It appears in a new
+ * folder only once complete: everything is made in a hidden temporary
+ * folder that is renamed into place. */
+#pragma once
+#include <glib.h>
+#include "disk.h"
+#include "library.h"
+
+/* What clone.ini says about a clone. */
+typedef struct {
+    char *name;
+    char *source;          /* "Ubuntu" or "Ubuntu@Snapshot name" */
+    char *base_snapshot;   /* display name of the snapshot the clone is on */
+    char *type;            /* "linked" */
+    char *dir;             /* its store folder */
+    GPtrArray *stems;      /* char*: "NAME", "NAME_1", ... one per disk */
+} VcfCloneInfo;
+
+/* Makes linked clone NAME of SOURCE: "VM" (its current state; takes a
+ * snapshot of VM, which must be powered off) or "VM@SNAPSHOT" (that
+ * snapshot's display name). Errors: EINVAL (bad name), EEXIST, ENOENT
+ * (unknown VM or snapshot), EBUSY (VM running or suspended), EIO. */
+gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
+                          GError **error);
+/* Removes clone NAME and everything in its store folder. The snapshot
+ * taken on its parent stays: it is an ordinary VMware snapshot. */
+gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error);
+
+/* Names of all clones, sorted. */
+GPtrArray *vcf_clone_list(VcfLibrary *lib);
+VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **error);
+void vcf_clone_info_free(VcfCloneInfo *info);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfCloneInfo, vcf_clone_info_free)
+
+/* A clone opened for serving: one composed disk per stem. */
+typedef struct VcfClone VcfClone;
+VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
+                         GError **error);
+gboolean vcf_clone_close(VcfClone *clone, GError **error);
+guint vcf_clone_n_disks(const VcfClone *clone);
+VcfDisk *vcf_clone_get_disk(VcfClone *clone, guint i);
+/* Files the clone's parents read (realpaths), for protecting them. */
+GPtrArray *vcf_clone_parent_files(VcfClone *clone);

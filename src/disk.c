@@ -1,0 +1,205 @@
+#include "config.h"
+#include "disk.h"
+#include "vcf-error.h"
+
+#include <errno.h>
+#include <string.h>
+
+struct VcfDisk {
+    VcfSparse *store;
+    VcfParent *parent;
+    guint64 size;
+    GRWLock lock;    /* readers share; writers and sync are alone */
+};
+
+VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
+{
+    if (parent != NULL) {
+        guint32 want = vcf_sparse_get_parent_cid(store);
+        guint32 have = vcf_parent_get_cid(parent);
+        const char *const *files = vcf_parent_get_files(parent);
+        if (want != have) {
+            g_set_error(error, VCF_ERROR, EIO,
+                        "%s: parent %s changed (its CID is %08x, the clone was made from %08x): "
+                        "refusing to serve this clone",
+                        vcf_sparse_get_path(store), files[0], have, want);
+            goto fail;
+        }
+        if (vcf_parent_get_size(parent) != vcf_sparse_get_capacity(store)) {
+            g_set_error(error, VCF_ERROR, EIO,
+                        "%s: parent %s is %" G_GUINT64_FORMAT " bytes, the clone %" G_GUINT64_FORMAT,
+                        vcf_sparse_get_path(store), files[0],
+                        vcf_parent_get_size(parent), vcf_sparse_get_capacity(store));
+            goto fail;
+        }
+    }
+    VcfDisk *d = g_new0(VcfDisk, 1);
+    d->store = store;
+    d->parent = parent;
+    d->size = vcf_sparse_get_capacity(store);
+    g_rw_lock_init(&d->lock);
+    return d;
+fail:
+    vcf_sparse_free(store);
+    vcf_parent_free(parent);
+    return NULL;
+}
+
+gboolean vcf_disk_close(VcfDisk *d, GError **error)
+{
+    if (d == NULL)
+        return TRUE;
+    gboolean ok = vcf_sparse_close(d->store, error);
+    vcf_parent_free(d->parent);
+    g_rw_lock_clear(&d->lock);
+    g_free(d);
+    return ok;
+}
+
+void vcf_disk_abandon(VcfDisk *d)
+{
+    vcf_sparse_free(d->store);
+    vcf_parent_free(d->parent);
+    g_rw_lock_clear(&d->lock);
+    g_free(d);
+}
+
+guint64 vcf_disk_get_size(const VcfDisk *d) { return d->size; }
+VcfSparse *vcf_disk_get_store(VcfDisk *d) { return d->store; }
+
+static gboolean check_range(VcfDisk *d, gsize len, guint64 offset, GError **error)
+{
+    if (offset > d->size || len > d->size - offset) {
+        g_set_error(error, VCF_ERROR, EINVAL,
+                    "%s: access [%" G_GUINT64_FORMAT ", +%" G_GSIZE_FORMAT ") beyond the disk's %"
+                    G_GUINT64_FORMAT " bytes", vcf_sparse_get_path(d->store), offset, len, d->size);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Bytes the store lacks: the parent's, or zeros for a disk with none. */
+static gboolean read_below(VcfDisk *d, guint8 *buf, gsize len, guint64 offset,
+                           GError **error)
+{
+    if (d->parent == NULL) {
+        memset(buf, 0, len);
+        return TRUE;
+    }
+    return vcf_parent_read(d->parent, buf, len, offset, error);
+}
+
+/* The whole current contents of GRAIN into BUF (VCF_GRAIN_SIZE bytes);
+ * bytes past the end of the disk are zero. */
+static gboolean read_grain(VcfDisk *d, guint64 grain, guint8 *buf, GError **error)
+{
+    switch (vcf_sparse_grain_state(d->store, grain)) {
+    case VCF_GRAIN_DATA:
+        return vcf_sparse_read_grain(d->store, grain, buf, error);
+    case VCF_GRAIN_ZERO:
+        memset(buf, 0, VCF_GRAIN_SIZE);
+        return TRUE;
+    case VCF_GRAIN_ABSENT:
+    default: {
+        guint64 off = grain * VCF_GRAIN_SIZE;
+        gsize n = MIN(VCF_GRAIN_SIZE, d->size - off);
+        if (n < VCF_GRAIN_SIZE)
+            memset(buf + n, 0, VCF_GRAIN_SIZE - n);
+        return read_below(d, buf, n, off, error);
+    }
+    }
+}
+
+static gboolean read_locked(VcfDisk *d, guint8 *buf, gsize len, guint64 offset,
+                            GError **error)
+{
+    g_autofree guint8 *tmp = NULL;
+    while (len > 0) {
+        guint64 grain = offset / VCF_GRAIN_SIZE;
+        gsize in = offset % VCF_GRAIN_SIZE;
+        VcfGrainState st = vcf_sparse_grain_state(d->store, grain);
+        if (st == VCF_GRAIN_ABSENT) {
+            /* One parent read for the whole run of absent grains. */
+            gsize run = MIN(len, VCF_GRAIN_SIZE - in);
+            while (run < len && vcf_sparse_grain_state(
+                       d->store, (offset + run) / VCF_GRAIN_SIZE) == VCF_GRAIN_ABSENT)
+                run += MIN(len - run, VCF_GRAIN_SIZE);
+            if (!read_below(d, buf, run, offset, error))
+                return FALSE;
+            buf += run, offset += run, len -= run;
+            continue;
+        }
+        gsize n = MIN(len, VCF_GRAIN_SIZE - in);
+        if (st == VCF_GRAIN_ZERO) {
+            memset(buf, 0, n);
+        } else if (in == 0 && n == VCF_GRAIN_SIZE) {
+            if (!vcf_sparse_read_grain(d->store, grain, buf, error))
+                return FALSE;
+        } else {
+            /* The checksum covers the whole grain, so read it whole. */
+            if (tmp == NULL)
+                tmp = g_malloc(VCF_GRAIN_SIZE);
+            if (!vcf_sparse_read_grain(d->store, grain, tmp, error))
+                return FALSE;
+            memcpy(buf, tmp + in, n);
+        }
+        buf += n, offset += n, len -= n;
+    }
+    return TRUE;
+}
+
+gboolean vcf_disk_read(VcfDisk *d, void *buf, gsize len, guint64 offset,
+                       GError **error)
+{
+    if (!check_range(d, len, offset, error))
+        return FALSE;
+    g_rw_lock_reader_lock(&d->lock);
+    gboolean ok = read_locked(d, buf, len, offset, error);
+    g_rw_lock_reader_unlock(&d->lock);
+    return ok;
+}
+
+static gboolean write_locked(VcfDisk *d, const guint8 *buf, gsize len,
+                             guint64 offset, GError **error)
+{
+    g_autofree guint8 *tmp = NULL;
+    while (len > 0) {
+        guint64 grain = offset / VCF_GRAIN_SIZE;
+        gsize in = offset % VCF_GRAIN_SIZE;
+        gsize n = MIN(len, VCF_GRAIN_SIZE - in);
+        if (n == VCF_GRAIN_SIZE) {
+            if (!vcf_sparse_write_grain(d->store, grain, buf, 0, n, error))
+                return FALSE;
+        } else {
+            /* Copy-on-write: the grain's current bytes, then ours on top. */
+            if (tmp == NULL)
+                tmp = g_malloc(VCF_GRAIN_SIZE);
+            if (!read_grain(d, grain, tmp, error))
+                return FALSE;
+            memcpy(tmp + in, buf, n);
+            if (!vcf_sparse_write_grain(d->store, grain, tmp, in, n, error))
+                return FALSE;
+        }
+        buf += n, offset += n, len -= n;
+    }
+    return TRUE;
+}
+
+gboolean vcf_disk_write(VcfDisk *d, const void *buf, gsize len, guint64 offset,
+                        GError **error)
+{
+    if (!check_range(d, len, offset, error))
+        return FALSE;
+    g_rw_lock_writer_lock(&d->lock);
+    gboolean ok = write_locked(d, buf, len, offset, error);
+    g_rw_lock_writer_unlock(&d->lock);
+    return ok;
+}
+
+gboolean vcf_disk_sync(VcfDisk *d, GError **error)
+{
+    g_rw_lock_writer_lock(&d->lock);
+    gboolean ok = vcf_sparse_sync(d->store, error);
+    g_rw_lock_writer_unlock(&d->lock);
+    return ok;
+}

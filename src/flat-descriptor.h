@@ -1,0 +1,7 @@
+/* The descriptor the mount shows beside a clone's flat disk: a
+ * monolithicFlat VMDK whose one extent is STEM-flat.vmdk, so VMware,
+ * qemu-img and libvmdk open the served disk as an ordinary flat VMDK. */
+#pragma once
+#include <glib.h>
+
+char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid);

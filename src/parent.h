@@ -1,0 +1,34 @@
+/* Parent disks: a VMware disk and its whole delta chain, read through
+ * libvmdk, the one reader of parent disks.
+ *
+ * A VcfParent holds N independent libvmdk chains (each link a handle, its
+ * parent set base first) because a libvmdk handle serialises its reads;
+ * vcf_parent_read() takes any free chain, so reads run in parallel. */
+#pragma once
+#include <glib.h>
+
+typedef struct VcfParent VcfParent;
+
+/* Opens the disk whose descriptor (or monolithic sparse file) is PATH, and
+ * the parents named by parentFileNameHint down to the base. Every file of
+ * the chain, extents included, must resolve inside CONFINE_DIR; a chain
+ * that loops, is deeper than 255 links, names a missing file, or whose
+ * parentCID does not match its parent's CID is an error (VCF_ERROR, with
+ * ENOENT for a missing file and EIO or EINVAL otherwise) naming the file. */
+VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
+                           guint n_chains, GError **error);
+void vcf_parent_free(VcfParent *parent);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfParent, vcf_parent_free)
+
+/* Size of the disk in bytes. */
+guint64 vcf_parent_get_size(const VcfParent *parent);
+/* CID of the top link's descriptor (what a child's parentCID must equal). */
+guint32 vcf_parent_get_cid(const VcfParent *parent);
+/* Absolute paths of every file the chain reads, top link first: descriptors
+ * and extent files. NULL-terminated, owned by PARENT. */
+const char *const *vcf_parent_get_files(const VcfParent *parent);
+
+/* Reads LEN bytes at OFFSET. Bytes past the end of the disk read as zeros.
+ * Thread-safe. On failure: VCF_ERROR/EIO naming the disk and offset. */
+gboolean vcf_parent_read(VcfParent *parent, void *buf, gsize len,
+                         guint64 offset, GError **error);

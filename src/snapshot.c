@@ -1,0 +1,149 @@
+#include "config.h"
+#include "snapshot.h"
+#include "names.h"
+#include "parent.h"
+#include "sparse.h"
+#include "vcf-error.h"
+#include "vmx.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+char *vcf_snapshot_delta_name(const char *dir, const char *file_name)
+{
+    g_autofree char *base = g_path_get_basename(file_name);
+    gsize n = strlen(base);
+    if (n > 5 && g_ascii_strcasecmp(base + n - 5, ".vmdk") == 0)
+        base[n -= 5] = '\0';
+    /* "Ubuntu-000002" continues as "Ubuntu-000003", not "Ubuntu-000002-000001". */
+    if (n > 7 && base[n - 7] == '-' && strspn(base + n - 6, "0123456789") == 6)
+        base[n - 7] = '\0';
+    for (guint i = 1; i < 1000000; i++) {
+        char *name = g_strdup_printf("%s-%06u.vmdk", base, i);
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+        if (!g_file_test(path, G_FILE_TEST_EXISTS))
+            return name;
+        g_free(name);
+    }
+    return NULL;
+}
+
+static const char *adapter_of(const VcfVmx *vmx, const char *node)
+{
+    if (g_str_has_prefix(node, "ide"))
+        return "ide";
+    g_autofree char *ctl = g_strndup(node, strcspn(node, ":"));
+    g_autofree char *key = g_strconcat(ctl, ".virtualDev", NULL);
+    const char *dev = vcf_vmx_get(vmx, key);
+    if (dev != NULL && (g_str_equal(dev, "buslogic") || g_str_equal(dev, "lsisas1068")
+                        || g_str_equal(dev, "pvscsi")))
+        return dev;
+    return "lsilogic";
+}
+
+static gboolean add_to_vmsd(const VcfVm *vm, const char *display_name,
+                            const char *description, char **uid_out, GError **error)
+{
+    g_autofree char *stem = g_strndup(vm->vmx_path, strlen(vm->vmx_path) - 4);
+    g_autofree char *path = g_strconcat(stem, ".vmsd", NULL);
+    g_autoptr(VcfVmx) sd = NULL;
+    if (g_file_test(path, G_FILE_TEST_EXISTS)) {
+        sd = vcf_vmx_load(path, error);
+        if (sd == NULL)
+            return FALSE;
+    } else {
+        sd = vcf_vmx_new();
+    }
+    /* Workstation leaves an empty .vmsd before the first snapshot. */
+    if (vcf_vmx_get(sd, ".encoding") == NULL)
+        vcf_vmx_set(sd, ".encoding", "UTF-8");
+    const char *last = vcf_vmx_get(sd, "snapshot.lastUID");
+    guint64 uid = (last ? g_ascii_strtoull(last, NULL, 10) : 0) + 1;
+    for (guint i = 0; i < vm->snapshots->len; i++) {
+        const VcfSnapshot *s = g_ptr_array_index(vm->snapshots, i);
+        uid = MAX(uid, g_ascii_strtoull(s->uid, NULL, 10) + 1);
+    }
+    guint idx = 0;
+    for (;; idx++) {
+        g_autofree char *k = g_strdup_printf("snapshot%u.uid", idx);
+        if (vcf_vmx_get(sd, k) == NULL)
+            break;
+    }
+    g_autofree char *u = g_strdup_printf("%" G_GUINT64_FORMAT, uid);
+    g_autofree char *p = g_strdup_printf("snapshot%u.", idx);
+    gint64 now = g_get_real_time();
+    struct { const char *key; char *value; } kv[] = {
+        { "uid", g_strdup(u) },
+        { "filename", g_strdup_printf("%s-Snapshot%" G_GUINT64_FORMAT ".vmsn", vm->name, uid) },
+        { "parent", g_strdup(vm->current_snapshot_uid) },
+        { "displayName", g_strdup(display_name) },
+        { "description", g_strdup(description) },
+        { "createTimeHigh", g_strdup_printf("%d", (gint32)(now >> 32)) },
+        { "createTimeLow", g_strdup_printf("%d", (gint32)(guint32)now) },
+        { "numDisks", g_strdup_printf("%u", vm->disks->len) },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(kv); i++) {
+        if (kv[i].value != NULL) {
+            g_autofree char *k = g_strconcat(p, kv[i].key, NULL);
+            vcf_vmx_set(sd, k, kv[i].value);
+        }
+        g_free(kv[i].value);
+    }
+    for (guint i = 0; i < vm->disks->len; i++) {
+        const VcfVmDisk *d = g_ptr_array_index(vm->disks, i);
+        g_autofree char *kf = g_strdup_printf("%sdisk%u.fileName", p, i);
+        g_autofree char *kn = g_strdup_printf("%sdisk%u.node", p, i);
+        vcf_vmx_set(sd, kf, d->file_name);
+        vcf_vmx_set(sd, kn, d->node);
+    }
+    g_autofree char *n = g_strdup_printf("%u", MAX(idx + 1, vm->snapshots->len + 1));
+    vcf_vmx_set(sd, "snapshot.lastUID", u);
+    vcf_vmx_set(sd, "snapshot.current", u);
+    vcf_vmx_set(sd, "snapshot.numSnapshots", n);
+    if (!vcf_vmx_save(sd, path, error))
+        return FALSE;
+    *uid_out = g_steal_pointer(&u);
+    return TRUE;
+}
+
+gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
+                           const char *display_name, const char *description,
+                           char **uid_out, GError **error)
+{
+    if (vm->power != VCF_POWER_OFF) {
+        g_set_error(error, VCF_ERROR, EBUSY, "%s is not powered off (%s)", vm->name,
+                    vm->power_reason);
+        return FALSE;
+    }
+    g_autoptr(VcfVmx) vmx = vcf_vmx_load(vm->vmx_path, error);
+    if (vmx == NULL)
+        return FALSE;
+    g_autoptr(GPtrArray) made = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < vm->disks->len; i++) {
+        const VcfVmDisk *d = g_ptr_array_index(vm->disks, i);
+        g_autoptr(VcfParent) cur = vcf_parent_open(d->path, confine, 1, error);
+        if (cur == NULL)
+            goto undo;
+        g_autofree char *name = vcf_snapshot_delta_name(vm->dir, d->file_name);
+        g_autofree char *path = g_build_filename(vm->dir, name, NULL);
+        g_autofree char *hint = vcf_relative_path(vm->dir, d->path);
+        VcfSparseParams p = { .capacity = vcf_parent_get_size(cur),
+                              .parent_cid = vcf_parent_get_cid(cur),
+                              .parent_hint = hint,
+                              .adapter_type = adapter_of(vmx, d->node) };
+        if (!vcf_sparse_create_extent(path, &p, error))
+            goto undo;
+        g_ptr_array_add(made, g_strdup(path));
+        g_autofree char *key = g_strconcat(d->node, ".fileName", NULL);
+        vcf_vmx_set(vmx, key, name);
+    }
+    if (!vcf_vmx_save(vmx, vm->vmx_path, error))
+        goto undo;
+    /* The chain is now correct whatever happens to the .vmsd. */
+    return add_to_vmsd(vm, display_name, description, uid_out, error);
+undo:
+    for (guint i = 0; i < made->len; i++)
+        g_unlink(g_ptr_array_index(made, i));
+    return FALSE;
+}

@@ -1,0 +1,665 @@
+#include "config.h"
+#include "sparse.h"
+#include "grain-sums.h"
+#include "table.h"
+#include "vcf-error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SECTOR 512u
+#define GRAIN_SECTORS (VCF_GRAIN_SIZE / SECTOR)
+#define GTES_PER_GT 512u
+#define GT_SECTORS (GTES_PER_GT * 4 / SECTOR)
+#define DESC_SECTOR 1u
+#define DESC_SECTORS 20u
+#define MAX_DESC_SECTORS 2048u
+/* Grain table entries are 32-bit sector numbers, so a sparse extent file
+ * (and the disk it stores) stays within 2 TiB. */
+#define MAX_CAPACITY (G_GUINT64_CONSTANT(2) << 40)
+
+#define FLAG_NL_DETECT (1u << 0)
+#define FLAG_RGD (1u << 1)
+#define FLAG_ZERO_GRAIN (1u << 2)
+#define FLAG_COMPRESSED (1u << 16)
+#define FLAG_MARKERS (1u << 17)
+
+/* VMware's SparseExtentHeader, little-endian, 512 bytes. */
+typedef struct __attribute__((packed)) {
+    guint32 magic;            /* "KDMV" */
+    guint32 version;
+    guint32 flags;
+    guint64 capacity;         /* sectors */
+    guint64 grain_size;       /* sectors */
+    guint64 desc_offset;      /* sectors */
+    guint64 desc_size;        /* sectors */
+    guint32 gtes_per_gt;
+    guint64 rgd_offset;
+    guint64 gd_offset;
+    guint64 overhead;         /* sectors before the first grain */
+    guint8 unclean_shutdown;
+    char nl_single, nl_non, nl_double1, nl_double2;
+    guint16 compress_algorithm;
+    guint8 pad[433];
+} SparseHeader;
+G_STATIC_ASSERT(sizeof(SparseHeader) == 512);
+
+#define VMDK_MAGIC 0x564d444bu
+
+struct VcfSparse {
+    char *path;
+    int fd;
+    gboolean writable;
+    SparseHeader header;        /* host byte order */
+    guint64 capacity;           /* bytes */
+    guint64 n_grains;
+    guint64 gt_start;           /* byte offset of the first grain table */
+    VcfTable *gt;               /* every GT entry, grain order */
+    VcfGrainSums *sums;
+    guint64 next_sector;        /* where the next new grain goes */
+    char *descriptor;           /* the embedded descriptor text */
+    guint32 cid, parent_cid;
+    char *parent_hint;
+    gboolean session_started;   /* CID renewed and unclean flag set */
+    gboolean data_unsynced;
+    guint64 recovered;
+};
+
+/* ---- small I/O helpers ---------------------------------------------- */
+
+static int io_errno(int e) { return e == ENOSPC || e == EDQUOT ? ENOSPC : EIO; }
+
+static gboolean pwrite_all(VcfSparse *s, const void *buf, gsize len,
+                           guint64 off, GError **error)
+{
+    gsize done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(s->fd, (const guint8 *)buf + done, len - done, off + done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            g_set_error(error, VCF_ERROR, io_errno(e),
+                        "%s: write at byte %" G_GUINT64_FORMAT ": %s",
+                        s->path, off + done, g_strerror(e));
+            return FALSE;
+        }
+        done += n;
+    }
+    return TRUE;
+}
+
+/* Returns bytes read (short only at end of file) or -1 with ERROR set. */
+static gssize pread_full(VcfSparse *s, void *buf, gsize len, guint64 off,
+                         GError **error)
+{
+    gsize done = 0;
+    while (done < len) {
+        ssize_t n = pread(s->fd, (guint8 *)buf + done, len - done, off + done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            g_set_error(error, VCF_ERROR, EIO,
+                        "%s: read at byte %" G_GUINT64_FORMAT ": %s",
+                        s->path, off + done, g_strerror(e));
+            return -1;
+        }
+        if (n == 0)
+            break;
+        done += n;
+    }
+    return done;
+}
+
+static gboolean sync_fd(VcfSparse *s, GError **error)
+{
+    if (fdatasync(s->fd) < 0) {
+        int e = errno;
+        g_set_error(error, VCF_ERROR, io_errno(e), "%s: fdatasync: %s",
+                    s->path, g_strerror(e));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static void header_to_le(const SparseHeader *in, SparseHeader *out)
+{
+    *out = *in;
+    out->magic = GUINT32_TO_LE(in->magic);
+    out->version = GUINT32_TO_LE(in->version);
+    out->flags = GUINT32_TO_LE(in->flags);
+    out->capacity = GUINT64_TO_LE(in->capacity);
+    out->grain_size = GUINT64_TO_LE(in->grain_size);
+    out->desc_offset = GUINT64_TO_LE(in->desc_offset);
+    out->desc_size = GUINT64_TO_LE(in->desc_size);
+    out->gtes_per_gt = GUINT32_TO_LE(in->gtes_per_gt);
+    out->rgd_offset = GUINT64_TO_LE(in->rgd_offset);
+    out->gd_offset = GUINT64_TO_LE(in->gd_offset);
+    out->overhead = GUINT64_TO_LE(in->overhead);
+    out->compress_algorithm = GUINT16_TO_LE(in->compress_algorithm);
+}
+
+/* The conversion is its own inverse on every host. */
+#define header_from_le header_to_le
+
+static gboolean write_header(VcfSparse *s, GError **error)
+{
+    SparseHeader le;
+    header_to_le(&s->header, &le);
+    return pwrite_all(s, &le, sizeof le, 0, error);
+}
+
+/* ---- the embedded descriptor ------------------------------------------ */
+
+static char *descriptor_text(guint32 cid, guint32 parent_cid,
+                             const char *parent_hint, guint64 sectors,
+                             const char *extent_name, const char *adapter)
+{
+    GString *d = g_string_new("# Disk DescriptorFile\n");
+    guint heads = g_str_equal(adapter, "ide") ? 16 : 255;
+    guint64 cyl = MIN(sectors / (heads * 63u), 65535u);
+    g_string_append_printf(d, "version=1\nencoding=\"UTF-8\"\nCID=%08x\n"
+                           "parentCID=%08x\ncreateType=\"monolithicSparse\"\n",
+                           cid, parent_cid);
+    if (parent_hint != NULL)
+        g_string_append_printf(d, "parentFileNameHint=\"%s\"\n", parent_hint);
+    g_string_append_printf(d, "\n# Extent description\nRW %" G_GUINT64_FORMAT
+                           " SPARSE \"%s\"\n\n# The Disk Data Base\n#DDB\n\n"
+                           "ddb.virtualHWVersion = \"4\"\n"
+                           "ddb.geometry.cylinders = \"%" G_GUINT64_FORMAT "\"\n"
+                           "ddb.geometry.heads = \"%u\"\n"
+                           "ddb.geometry.sectors = \"63\"\n"
+                           "ddb.adapterType = \"%s\"\n",
+                           sectors, extent_name, cyl, heads, adapter);
+    return g_string_free(d, FALSE);
+}
+
+/* Value of KEY=... in descriptor text (quotes stripped), or NULL. */
+static char *descriptor_get(const char *text, const char *key)
+{
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+    gsize klen = strlen(key);
+    for (char **l = lines; *l != NULL; l++) {
+        char *line = g_strstrip(*l);
+        if (g_ascii_strncasecmp(line, key, klen) != 0)
+            continue;
+        char *rest = g_strchug(line + klen);
+        if (*rest != '=')
+            continue;
+        char *v = g_strstrip(rest + 1);
+        gsize vl = strlen(v);
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+            v[vl - 1] = '\0';
+            v++;
+        }
+        return g_strdup(v);
+    }
+    return NULL;
+}
+
+static gboolean parse_cid(const char *text, const char *key, guint32 *out)
+{
+    g_autofree char *v = descriptor_get(text, key);
+    if (v == NULL || *v == '\0' || strlen(v) > 8)
+        return FALSE;
+    char *end;
+    guint64 n = g_ascii_strtoull(v, &end, 16);
+    if (*end != '\0')
+        return FALSE;
+    *out = (guint32)n;
+    return TRUE;
+}
+
+/* Rewrites the CID= line in place: VMware and qemu give a disk a new CID
+ * when its contents first change, so children made from the old contents
+ * can tell. */
+static gboolean write_new_cid(VcfSparse *s, guint32 cid, GError **error)
+{
+    g_auto(GStrv) lines = g_strsplit(s->descriptor, "\n", -1);
+    for (char **l = lines; *l != NULL; l++) {
+        if (g_ascii_strncasecmp(*l, "CID=", 4) == 0) {
+            g_free(*l);
+            *l = g_strdup_printf("CID=%08x", cid);
+            break;
+        }
+    }
+    g_autofree char *text = g_strjoinv("\n", lines);
+    gsize room = s->header.desc_size * SECTOR;
+    if (strlen(text) >= room) {
+        g_set_error(error, VCF_ERROR, EIO, "%s: descriptor does not fit", s->path);
+        return FALSE;
+    }
+    g_autofree char *block = g_malloc0(room);
+    memcpy(block, text, strlen(text));
+    if (!pwrite_all(s, block, room, s->header.desc_offset * SECTOR, error))
+        return FALSE;
+    g_free(s->descriptor);
+    s->descriptor = g_steal_pointer(&text);
+    s->cid = cid;
+    return TRUE;
+}
+
+/* ---- create / open / close --------------------------------------------- */
+
+static VcfSparse *sparse_new(const char *path, int fd, gboolean writable)
+{
+    VcfSparse *s = g_new0(VcfSparse, 1);
+    s->path = g_strdup(path);
+    s->fd = fd;
+    s->writable = writable;
+    return s;
+}
+
+void vcf_sparse_free(VcfSparse *s)
+{
+    if (s == NULL)
+        return;
+    vcf_table_free(s->gt);
+    vcf_grain_sums_free(s->sums);
+    if (s->fd >= 0)
+        close(s->fd);
+    g_free(s->descriptor);
+    g_free(s->parent_hint);
+    g_free(s->path);
+    g_free(s);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfSparse, vcf_sparse_free)
+
+static guint32 random_cid(void)
+{
+    guint32 c;
+    do
+        c = g_random_int();
+    while (c == VCF_CID_NONE || c == 0);
+    return c;
+}
+
+/* Writes a new, empty extent: header, descriptor, grain directory, and
+ * holes for the tables. Durable on return; no checksum file. */
+static VcfSparse *write_new(const char *path, const VcfSparseParams *p,
+                            GError **error)
+{
+    guint64 capacity = (p->capacity + SECTOR - 1) / SECTOR * SECTOR;
+    if (capacity == 0 || capacity > MAX_CAPACITY) {
+        g_set_error(error, VCF_ERROR, EINVAL,
+                    "%s: a sparse VMDK holds 1 byte to 2 TiB, not %" G_GUINT64_FORMAT " bytes",
+                    path, p->capacity);
+        return NULL;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        g_autofree char *what = g_strdup_printf("creating %s", path);
+        vcf_set_errno(error, errno, what);
+        return NULL;
+    }
+    g_autoptr(VcfSparse) s = sparse_new(path, fd, TRUE);
+    g_autofree guint32 *dir = NULL;
+    g_autofree char *desc_block = NULL;
+    s->capacity = capacity;
+    s->n_grains = (capacity + VCF_GRAIN_SIZE - 1) / VCF_GRAIN_SIZE;
+    guint64 n_gts = (s->n_grains + GTES_PER_GT - 1) / GTES_PER_GT;
+    guint64 gd_sectors = (n_gts * 4 + SECTOR - 1) / SECTOR;
+    guint64 gd = DESC_SECTOR + DESC_SECTORS;
+    guint64 gt = gd + gd_sectors;
+    guint64 overhead = (gt + n_gts * GT_SECTORS + GRAIN_SECTORS - 1) / GRAIN_SECTORS * GRAIN_SECTORS;
+
+    s->cid = random_cid();
+    s->parent_cid = p->parent_cid;
+    s->parent_hint = g_strdup(p->parent_hint);
+    g_autofree char *base = g_path_get_basename(path);
+    s->descriptor = descriptor_text(s->cid, p->parent_cid, p->parent_hint,
+                                    capacity / SECTOR, base,
+                                    p->adapter_type ? p->adapter_type : "lsilogic");
+    s->header = (SparseHeader){
+        .magic = VMDK_MAGIC, .version = 1, .flags = FLAG_NL_DETECT,
+        .capacity = capacity / SECTOR, .grain_size = GRAIN_SECTORS,
+        .desc_offset = DESC_SECTOR, .desc_size = DESC_SECTORS,
+        .gtes_per_gt = GTES_PER_GT, .rgd_offset = 0, .gd_offset = gd,
+        .overhead = overhead, .unclean_shutdown = 0,
+        .nl_single = '\n', .nl_non = ' ', .nl_double1 = '\r', .nl_double2 = '\n',
+    };
+    s->gt_start = gt * SECTOR;
+    s->next_sector = overhead;
+    if (strlen(s->descriptor) >= DESC_SECTORS * SECTOR) {
+        g_set_error(error, VCF_ERROR, EINVAL, "%s: parent name too long for the descriptor", path);
+        goto fail;
+    }
+
+    /* Grain directory: every table preallocated, back to back, as VMware
+     * lays them out; the tables themselves are holes (zeros) until used. */
+    dir = g_new0(guint32, gd_sectors * SECTOR / 4);
+    for (guint64 i = 0; i < n_gts; i++)
+        dir[i] = GUINT32_TO_LE((guint32)(gt + i * GT_SECTORS));
+    desc_block = g_malloc0(DESC_SECTORS * SECTOR);
+    memcpy(desc_block, s->descriptor, strlen(s->descriptor));
+    if (!write_header(s, error)
+        || !pwrite_all(s, desc_block, DESC_SECTORS * SECTOR, DESC_SECTOR * SECTOR, error)
+        || !pwrite_all(s, dir, gd_sectors * SECTOR, gd * SECTOR, error))
+        goto fail;
+    if (ftruncate(fd, overhead * SECTOR) < 0) {
+        vcf_set_errno(error, errno, path);
+        goto fail;
+    }
+    s->gt = vcf_table_new(fd, s->gt_start, s->n_grains * 4, FALSE, path, error);
+    if (s->gt == NULL || !sync_fd(s, error))
+        goto fail;
+    return g_steal_pointer(&s);
+fail:
+    unlink(path);
+    return NULL;
+}
+
+VcfSparse *vcf_sparse_create(const char *path, const VcfSparseParams *p,
+                             GError **error)
+{
+    g_autoptr(VcfSparse) s = write_new(path, p, error);
+    if (s == NULL)
+        return NULL;
+    g_autofree char *sums_path = g_strconcat(path, ".xxh", NULL);
+    s->sums = vcf_grain_sums_create(sums_path, s->n_grains, s->cid, error);
+    if (s->sums == NULL) {
+        unlink(path);
+        return NULL;
+    }
+    return g_steal_pointer(&s);
+}
+
+gboolean vcf_sparse_create_extent(const char *path, const VcfSparseParams *p,
+                                  GError **error)
+{
+    VcfSparse *s = write_new(path, p, error);
+    vcf_sparse_free(s);
+    return s != NULL;
+}
+
+static gboolean bad(GError **error, const char *path, const char *why)
+{
+    g_set_error(error, VCF_ERROR, EINVAL, "%s: not a usable sparse VMDK delta: %s", path, why);
+    return FALSE;
+}
+
+static gboolean load_header(VcfSparse *s, guint64 file_size, GError **error)
+{
+    SparseHeader le;
+    if (file_size < SECTOR || pread_full(s, &le, sizeof le, 0, error) != (gssize)sizeof le)
+        return bad(error, s->path, "file shorter than a header");
+    header_from_le(&le, &s->header);
+    SparseHeader *h = &s->header;
+    guint64 file_sectors = file_size / SECTOR;
+    if (h->magic != VMDK_MAGIC)
+        return bad(error, s->path, "no KDMV signature");
+    if (h->version < 1 || h->version > 3)
+        return bad(error, s->path, "unknown version");
+    if (h->flags & (FLAG_COMPRESSED | FLAG_MARKERS))
+        return bad(error, s->path, "compressed (stream-optimized) extents are read-only images");
+    if (h->grain_size != GRAIN_SECTORS)
+        return bad(error, s->path, "grain size is not 64 KiB");
+    if (h->gtes_per_gt != GTES_PER_GT)
+        return bad(error, s->path, "grain tables do not hold 512 entries");
+    if (h->capacity == 0 || h->capacity > MAX_CAPACITY / SECTOR)
+        return bad(error, s->path, "capacity out of range");
+    if (h->desc_size == 0 || h->desc_size > MAX_DESC_SECTORS
+        || h->desc_offset == 0 || h->desc_offset + h->desc_size > file_sectors)
+        return bad(error, s->path, "no embedded descriptor");
+    if (h->overhead > file_sectors || h->gd_offset == 0 || h->gd_offset >= h->overhead)
+        return bad(error, s->path, "grain directory out of range");
+    s->capacity = h->capacity * SECTOR;
+    s->n_grains = (s->capacity + VCF_GRAIN_SIZE - 1) / VCF_GRAIN_SIZE;
+    return TRUE;
+}
+
+static gboolean load_descriptor(VcfSparse *s, GError **error)
+{
+    gsize len = s->header.desc_size * SECTOR;
+    g_autofree char *text = g_malloc0(len + 1);
+    if (pread_full(s, text, len, s->header.desc_offset * SECTOR, error) != (gssize)len)
+        return bad(error, s->path, "descriptor truncated");
+    if (!g_utf8_validate(text, -1, NULL))
+        return bad(error, s->path, "descriptor is not UTF-8 text");
+    if (!parse_cid(text, "CID", &s->cid))
+        return bad(error, s->path, "descriptor has no valid CID");
+    if (!parse_cid(text, "parentCID", &s->parent_cid))
+        s->parent_cid = VCF_CID_NONE;
+    s->parent_hint = descriptor_get(text, "parentFileNameHint");
+    g_autofree char *type = descriptor_get(text, "createType");
+    if (type == NULL || g_ascii_strcasecmp(type, "monolithicSparse") != 0)
+        return bad(error, s->path, "createType is not monolithicSparse");
+    s->descriptor = g_steal_pointer(&text);
+    return TRUE;
+}
+
+/* Checks the grain directory points at our back-to-back tables, and every
+ * table entry at a whole grain inside the file. */
+static gboolean load_tables(VcfSparse *s, guint64 file_size, GError **error)
+{
+    SparseHeader *h = &s->header;
+    guint64 n_gts = (s->n_grains + GTES_PER_GT - 1) / GTES_PER_GT;
+    g_autofree guint32 *dir = g_new(guint32, n_gts);
+    if (pread_full(s, dir, n_gts * 4, h->gd_offset * SECTOR, error) != (gssize)(n_gts * 4))
+        return bad(error, s->path, "grain directory truncated");
+    guint64 gt = GUINT32_FROM_LE(dir[0]);
+    for (guint64 i = 0; i < n_gts; i++)
+        if (GUINT32_FROM_LE(dir[i]) != gt + i * GT_SECTORS)
+            return bad(error, s->path, "grain tables are not laid out back to back");
+    if (gt <= h->gd_offset || gt + n_gts * GT_SECTORS > h->overhead)
+        return bad(error, s->path, "grain tables overlap the header or the grains");
+    s->gt_start = gt * SECTOR;
+    s->gt = vcf_table_new(s->fd, s->gt_start, s->n_grains * 4, TRUE, s->path, error);
+    if (s->gt == NULL)
+        return FALSE;
+    const guint32 *e = (const guint32 *)vcf_table_data(s->gt);
+    guint64 end = h->overhead;
+    guint64 file_sectors = file_size / SECTOR;
+    for (guint64 g = 0; g < s->n_grains; g++) {
+        guint64 sec = GUINT32_FROM_LE(e[g]);
+        if (sec == 0 || (sec == 1 && (h->flags & FLAG_ZERO_GRAIN)))
+            continue;
+        if (sec < h->overhead || sec + GRAIN_SECTORS > file_sectors) {
+            g_set_error(error, VCF_ERROR, EINVAL,
+                        "%s: grain %" G_GUINT64_FORMAT " points at sector %" G_GUINT64_FORMAT
+                        ", outside the file's grain area", s->path, g, sec);
+            return FALSE;
+        }
+        end = MAX(end, sec + GRAIN_SECTORS);
+    }
+    /* Append after everything referenced and after whatever a crash left
+     * at the end of the file (unreferenced but harmless). */
+    s->next_sector = MAX(end, (file_sectors + GRAIN_SECTORS - 1) / GRAIN_SECTORS * GRAIN_SECTORS);
+    return TRUE;
+}
+
+/* After an unclean shutdown a grain rewritten in place may hold data newer
+ * than its checksum: the data is what the guest last wrote, so the sums are
+ * re-derived from it. */
+static gboolean recover_sums(VcfSparse *s, GError **error)
+{
+    g_autofree guint8 *buf = g_malloc(VCF_GRAIN_SIZE);
+    const guint32 *e = (const guint32 *)vcf_table_data(s->gt);
+    for (guint64 g = 0; g < s->n_grains; g++) {
+        if (vcf_sparse_grain_state(s, g) != VCF_GRAIN_DATA)
+            continue;
+        guint64 off = (guint64)GUINT32_FROM_LE(e[g]) * SECTOR;
+        gssize n = pread_full(s, buf, VCF_GRAIN_SIZE, off, error);
+        if (n < 0)
+            return FALSE;
+        if (n != VCF_GRAIN_SIZE)
+            return bad(error, s->path, "a grain lies past the end of the file");
+        vcf_grain_sums_set(s->sums, g, vcf_grain_sum(buf, VCF_GRAIN_SIZE));
+        s->recovered++;
+    }
+    vcf_grain_sums_set_cid(s->sums, s->cid);
+    return TRUE;
+}
+
+VcfSparse *vcf_sparse_open(const char *path, gboolean writable, GError **error)
+{
+    int fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) {
+        g_autofree char *what = g_strdup_printf("opening %s", path);
+        vcf_set_errno(error, errno, what);
+        return NULL;
+    }
+    g_autoptr(VcfSparse) s = sparse_new(path, fd, writable);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        vcf_set_errno(error, errno, path);
+        return NULL;
+    }
+    if (!load_header(s, st.st_size, error) || !load_descriptor(s, error)
+        || !load_tables(s, st.st_size, error))
+        return NULL;
+    g_autofree char *sums_path = g_strconcat(path, ".xxh", NULL);
+    s->sums = vcf_grain_sums_open(sums_path, s->n_grains, error);
+    if (s->sums == NULL)
+        return NULL;
+    /* A CID the sums do not know means someone (VMware, qemu, a crashed
+     * session of ours) wrote the store without making the sums durable. */
+    if (s->header.unclean_shutdown || vcf_grain_sums_get_cid(s->sums) != s->cid) {
+        if (!recover_sums(s, error))
+            return NULL;
+        if (writable && !vcf_grain_sums_sync(s->sums, error))
+            return NULL;
+        if (writable && s->header.unclean_shutdown) {
+            s->header.unclean_shutdown = 0;
+            if (!write_header(s, error) || !sync_fd(s, error))
+                return NULL;
+        }
+    }
+    return g_steal_pointer(&s);
+}
+
+gboolean vcf_sparse_close(VcfSparse *s, GError **error)
+{
+    gboolean ok = TRUE;
+    if (s->writable) {
+        ok = vcf_sparse_sync(s, error);
+        if (ok && s->session_started) {
+            s->header.unclean_shutdown = 0;
+            ok = write_header(s, error) && sync_fd(s, error);
+        }
+    }
+    vcf_sparse_free(s);
+    return ok;
+}
+
+/* ---- grains -------------------------------------------------------------- */
+
+const char *vcf_sparse_get_path(const VcfSparse *s) { return s->path; }
+guint64 vcf_sparse_get_capacity(const VcfSparse *s) { return s->capacity; }
+guint32 vcf_sparse_get_cid(const VcfSparse *s) { return s->cid; }
+guint32 vcf_sparse_get_parent_cid(const VcfSparse *s) { return s->parent_cid; }
+const char *vcf_sparse_get_parent_hint(const VcfSparse *s) { return s->parent_hint; }
+guint64 vcf_sparse_get_recovered_grains(const VcfSparse *s) { return s->recovered; }
+
+static guint32 gte(const VcfSparse *s, guint64 grain)
+{
+    guint32 v;
+    memcpy(&v, vcf_table_data(s->gt) + grain * 4, 4);
+    return GUINT32_FROM_LE(v);
+}
+
+VcfGrainState vcf_sparse_grain_state(const VcfSparse *s, guint64 grain)
+{
+    g_return_val_if_fail(grain < s->n_grains, VCF_GRAIN_ABSENT);
+    guint32 sec = gte(s, grain);
+    if (sec == 0)
+        return VCF_GRAIN_ABSENT;
+    if (sec == 1 && (s->header.flags & FLAG_ZERO_GRAIN))
+        return VCF_GRAIN_ZERO;
+    return VCF_GRAIN_DATA;
+}
+
+guint64 vcf_sparse_count_grains(const VcfSparse *s)
+{
+    guint64 n = 0;
+    for (guint64 g = 0; g < s->n_grains; g++)
+        n += vcf_sparse_grain_state(s, g) == VCF_GRAIN_DATA;
+    return n;
+}
+
+gboolean vcf_sparse_read_grain(VcfSparse *s, guint64 grain, void *buf,
+                               GError **error)
+{
+    guint64 off = (guint64)gte(s, grain) * SECTOR;
+    gssize n = pread_full(s, buf, VCF_GRAIN_SIZE, off, error);
+    if (n < 0)
+        return FALSE;
+    if (n != VCF_GRAIN_SIZE) {
+        g_set_error(error, VCF_ERROR, EIO,
+                    "%s: grain %" G_GUINT64_FORMAT " (disk offset %" G_GUINT64_FORMAT
+                    ") at byte %" G_GUINT64_FORMAT " lies past the end of the file (truncated store)",
+                    s->path, grain, grain * VCF_GRAIN_SIZE, off);
+        return FALSE;
+    }
+    if (vcf_grain_sum(buf, VCF_GRAIN_SIZE) != vcf_grain_sums_get(s->sums, grain)) {
+        g_set_error(error, VCF_ERROR, EIO,
+                    "%s: checksum mismatch in grain %" G_GUINT64_FORMAT " (disk offset %"
+                    G_GUINT64_FORMAT ") stored at byte %" G_GUINT64_FORMAT,
+                    s->path, grain, grain * VCF_GRAIN_SIZE, off);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* The first write of a session renews the CID and marks the store unclean,
+ * durably, before any grain changes. */
+static gboolean start_session(VcfSparse *s, GError **error)
+{
+    if (s->session_started)
+        return TRUE;
+    s->header.unclean_shutdown = 1;
+    if (!write_new_cid(s, random_cid(), error) || !write_header(s, error)
+        || !sync_fd(s, error))
+        return FALSE;
+    s->session_started = TRUE;
+    return TRUE;
+}
+
+gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
+                                gsize from, gsize len, GError **error)
+{
+    g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
+    g_return_val_if_fail(from + len <= VCF_GRAIN_SIZE, FALSE);
+    if (!start_session(s, error))
+        return FALSE;
+    if (vcf_sparse_grain_state(s, grain) == VCF_GRAIN_DATA) {
+        guint64 off = (guint64)gte(s, grain) * SECTOR;
+        if (!pwrite_all(s, (const guint8 *)buf + from, len, off + from, error))
+            return FALSE;
+    } else {
+        if (s->next_sector + GRAIN_SECTORS > G_MAXUINT32) {
+            g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
+            return FALSE;
+        }
+        if (!pwrite_all(s, buf, VCF_GRAIN_SIZE, s->next_sector * SECTOR, error))
+            return FALSE;
+        guint32 v = GUINT32_TO_LE((guint32)s->next_sector);
+        memcpy(vcf_table_data(s->gt) + grain * 4, &v, 4);
+        vcf_table_mark_dirty(s->gt, grain * 4, 4);
+        s->next_sector += GRAIN_SECTORS;
+    }
+    vcf_grain_sums_set(s->sums, grain, vcf_grain_sum(buf, VCF_GRAIN_SIZE));
+    s->data_unsynced = TRUE;
+    return TRUE;
+}
+
+gboolean vcf_sparse_sync(VcfSparse *s, GError **error)
+{
+    if (!s->writable || (!s->data_unsynced && !vcf_table_is_dirty(s->gt)))
+        return TRUE;
+    /* Data and sums first, then the entries that point at the data. */
+    if (!sync_fd(s, error))
+        return FALSE;
+    vcf_grain_sums_set_cid(s->sums, s->cid);
+    if (!vcf_grain_sums_sync(s->sums, error))
+        return FALSE;
+    if (!vcf_table_write_dirty(s->gt, error) || !sync_fd(s, error))
+        return FALSE;
+    s->data_unsynced = FALSE;
+    return TRUE;
+}

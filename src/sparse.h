@@ -1,0 +1,87 @@
+/* The clone's store: a hosted sparse VMDK extent (VMware's "monolithicSparse"
+ * delta) with 64 KiB grains, written by our own code so that qemu-img,
+ * libvmdk and VMware read it with no vmclonefs running.
+ *
+ * ID spaces, and how they map:
+ *   guest offset   byte offset in the virtual disk, 0 .. capacity
+ *   grain          guest offset / VCF_GRAIN_SIZE
+ *   GD index       grain / 512: which grain table (each covers 32 MiB)
+ *   GT slot        grain % 512: the entry in that table
+ *   file sector    what GD and GT entries hold: a 512-byte sector of the
+ *                  store file; 0 in a GT entry means "not in this delta,
+ *                  read the parent"
+ * We lay every grain table out back to back right after the grain
+ * directory, so the GT entry of grain G sits at byte gt_start + 4 * G and
+ * the whole set of tables is one flat array in memory.
+ *
+ * Crash safety: grain data and checksums are written first; grain table
+ * entries stay in memory until vcf_sparse_sync(), which makes the data
+ * durable before it writes the entries that point to it. A crash therefore
+ * leaves every entry on disk pointing at complete data. The header's
+ * uncleanShutdown flag is set while the store has unsynced writes so that
+ * the next open re-derives checksums of grains rewritten in place.
+ *
+ * Not thread-safe: the composed disk (disk.c) serialises writers and lets
+ * readers share. */
+#pragma once
+#include <glib.h>
+
+#define VCF_GRAIN_SIZE 65536u
+#define VCF_CID_NONE 0xffffffffu
+
+typedef struct VcfSparse VcfSparse;
+
+typedef struct {
+    guint64 capacity;          /* bytes; rounded up to a 512-byte sector */
+    guint32 parent_cid;        /* VCF_CID_NONE for a disk with no parent */
+    const char *parent_hint;   /* parentFileNameHint, NULL for none */
+    const char *adapter_type;  /* ddb.adapterType; NULL means "lsilogic" */
+} VcfSparseParams;
+
+typedef enum {
+    VCF_GRAIN_ABSENT,   /* not in this delta: the parent's bytes */
+    VCF_GRAIN_ZERO,     /* a zeroed grain (GT entry 1 with the zero-grain flag) */
+    VCF_GRAIN_DATA,     /* stored here */
+} VcfGrainState;
+
+/* Creates PATH (which must not exist) and PATH.xxh, durable on return. */
+VcfSparse *vcf_sparse_create(const char *path, const VcfSparseParams *params,
+                             GError **error);
+/* Creates an empty delta for a VM's own use (VMware writes it, not us):
+ * no checksum file. Durable on return. */
+gboolean vcf_sparse_create_extent(const char *path, const VcfSparseParams *params,
+                                  GError **error);
+/* Opens a store. Malformed headers, descriptors and tables are EINVAL with a
+ * message naming the file; checksums are re-derived after an unclean
+ * shutdown (see vcf_sparse_get_recovered_grains). */
+VcfSparse *vcf_sparse_open(const char *path, gboolean writable, GError **error);
+/* Syncs, clears the unclean flag and closes. Errors are reported, the
+ * store is freed either way. */
+gboolean vcf_sparse_close(VcfSparse *sparse, GError **error);
+/* Frees without syncing (what a crash would leave, for tests). */
+void vcf_sparse_free(VcfSparse *sparse);
+
+const char *vcf_sparse_get_path(const VcfSparse *sparse);
+guint64 vcf_sparse_get_capacity(const VcfSparse *sparse);
+guint32 vcf_sparse_get_cid(const VcfSparse *sparse);
+guint32 vcf_sparse_get_parent_cid(const VcfSparse *sparse);
+const char *vcf_sparse_get_parent_hint(const VcfSparse *sparse);
+/* Grains whose checksums open re-derived after an unclean shutdown. */
+guint64 vcf_sparse_get_recovered_grains(const VcfSparse *sparse);
+/* Grains stored in this delta. */
+guint64 vcf_sparse_count_grains(const VcfSparse *sparse);
+
+VcfGrainState vcf_sparse_grain_state(const VcfSparse *sparse, guint64 grain);
+/* Reads stored grain GRAIN (VCF_GRAIN_SIZE bytes) and checks its checksum:
+ * a mismatch or a grain past the end of the file is EIO naming file, grain
+ * and byte offset. */
+gboolean vcf_sparse_read_grain(VcfSparse *sparse, guint64 grain, void *buf,
+                               GError **error);
+/* Stores grain GRAIN whose full new contents are BUF. Only bytes
+ * [from, from + len) changed: a grain already stored is rewritten in place
+ * for that range only; a new grain is appended whole. */
+gboolean vcf_sparse_write_grain(VcfSparse *sparse, guint64 grain,
+                                const void *buf, gsize from, gsize len,
+                                GError **error);
+/* Makes every write so far durable: data and checksums, then tables. */
+gboolean vcf_sparse_sync(VcfSparse *sparse, GError **error);

@@ -1,0 +1,260 @@
+/* The library scan, names and taking a snapshot, on VM folders written
+ * here by hand the way VMware Workstation writes them. */
+#include "config.h"
+#include "library.h"
+#include "names.h"
+#include "parent.h"
+#include "snapshot.h"
+#include "vcf-error.h"
+#include "vmx.h"
+#include "test-util.h"
+
+#include <check.h>
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+static char *dir;
+
+static void setup(void) { dir = test_tmpdir_new(); }
+static void teardown(void) { test_tmpdir_free(dir); }
+
+static void put(const char *rel, const char *text)
+{
+    g_autofree char *path = g_build_filename(dir, rel, NULL);
+    g_autofree char *parent = g_path_get_dirname(path);
+    g_mkdir_with_parents(parent, 0755);
+    ck_assert(g_file_set_contents(path, text, -1, NULL));
+}
+
+static void make_disk(const char *rel, const char *size)
+{
+    g_autofree char *path = g_build_filename(dir, rel, NULL);
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", "vmdk", path, size, NULL };
+    ck_assert_int_eq(test_run(argv, NULL), 0);
+}
+
+static const char *VMX =
+    "#!/usr/bin/vmware\n"
+    ".encoding = \"UTF-8\"\n"
+    "displayName = \"Web\"\n"
+    "scsi0.present = \"TRUE\"\n"
+    "scsi0.virtualDev = \"lsilogic\"\n"
+    "scsi0:0.present = \"TRUE\"\n"
+    "scsi0:0.fileName = \"Web.vmdk\"\n"
+    "sata0:1.present = \"TRUE\"\n"
+    "sata0:1.fileName = \"Web_1.vmdk\"\n"
+    "sata0:0.present = \"TRUE\"\n"
+    "sata0:0.deviceType = \"cdrom-image\"\n"
+    "sata0:0.fileName = \"ubuntu.iso\"\n"
+    "ide0:0.present = \"FALSE\"\n"
+    "ide0:0.fileName = \"Old.vmdk\"\n"
+    "NVMe0:0.present = \"TRUE\"\n"
+    "NVMe0:0.fileName = \"Fast.vmdk\"\n"
+    "checkpoint.vmState = \"\"\n";
+
+START_TEST(scan_finds_vms_disks_and_power)
+{
+    put("Web/Web.vmx", VMX);
+    put("NotAVm/readme.txt", "hello");
+    put(".hidden/x.vmx", "a = \"b\"\n");
+    put("clones/clones.vmx", "a = \"b\"\n");
+    GError *error = NULL;
+    g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
+    ck_assert(lib != NULL);
+    g_autoptr(GPtrArray) vms = vcf_library_list_vms(lib);
+    ck_assert_uint_eq(vms->len, 1);
+    ck_assert_str_eq(g_ptr_array_index(vms, 0), "Web");
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+    /* In .vmx order; the CD-ROM and the absent IDE disk are not disks. */
+    ck_assert_uint_eq(vm->disks->len, 3);
+    const char *nodes[] = { "scsi0:0", "sata0:1", "nvme0:0" };
+    const char *files[] = { "Web.vmdk", "Web_1.vmdk", "Fast.vmdk" };
+    for (guint i = 0; i < 3; i++) {
+        const VcfVmDisk *d = g_ptr_array_index(vm->disks, i);
+        ck_assert_str_eq(d->node, nodes[i]);
+        ck_assert_str_eq(d->file_name, files[i]);
+        g_autofree char *want = g_build_filename(dir, "Web", files[i], NULL);
+        ck_assert_str_eq(d->path, want);
+    }
+    ck_assert_int_eq(vm->power, VCF_POWER_OFF);
+    ck_assert_uint_eq(vm->snapshots->len, 0);
+
+    g_autofree char *lck = g_build_filename(dir, "Web", "Web.vmx.lck", NULL);
+    ck_assert_int_eq(g_mkdir(lck, 0755), 0);
+    g_autoptr(VcfVm) running = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert_int_eq(running->power, VCF_POWER_ON);
+    ck_assert(strstr(running->power_reason, "Web.vmx.lck") != NULL);
+    g_rmdir(lck);
+
+    put("Web/Web.vmss", "");
+    g_autoptr(VcfVm) suspended = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert_int_eq(suspended->power, VCF_POWER_SUSPENDED);
+
+    g_autoptr(VcfVm) none = vcf_library_load_vm(lib, "Nope", &error);
+    ck_assert(none == NULL);
+    ck_assert_int_eq(error->code, ENOENT);
+    g_clear_error(&error);
+}
+END_TEST
+
+START_TEST(disk_outside_library_is_refused)
+{
+    put("Evil/Evil.vmx", "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"../../etc/x.vmdk\"\n");
+    GError *error = NULL;
+    g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Evil", &error);
+    ck_assert(vm == NULL);
+    ck_assert_int_eq(error->code, EINVAL);
+    ck_assert(strstr(error->message, "outside the library") != NULL);
+    g_clear_error(&error);
+}
+END_TEST
+
+START_TEST(vmsd_snapshots)
+{
+    put("Web/Web.vmx", VMX);
+    put("Web/Web.vmsd",
+        ".encoding = \"UTF-8\"\n"
+        "snapshot.lastUID = \"2\"\n"
+        "snapshot.current = \"2\"\n"
+        "snapshot0.uid = \"1\"\n"
+        "snapshot0.displayName = \"Base install\"\n"
+        "snapshot0.numDisks = \"1\"\n"
+        "snapshot0.disk0.fileName = \"Web.vmdk\"\n"
+        "snapshot0.disk0.node = \"scsi0:0\"\n"
+        "snapshot1.uid = \"2\"\n"
+        "snapshot1.parent = \"1\"\n"
+        "snapshot1.displayName = \"Configured\"\n"
+        "snapshot1.numDisks = \"1\"\n"
+        "snapshot1.disk0.fileName = \"Web-000001.vmdk\"\n"
+        "snapshot1.disk0.node = \"scsi0:0\"\n"
+        "snapshot.numSnapshots = \"2\"\n");
+    GError *error = NULL;
+    g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+    ck_assert_uint_eq(vm->snapshots->len, 2);
+    ck_assert_str_eq(vm->current_snapshot_uid, "2");
+    const VcfSnapshot *s = vcf_vm_find_snapshot(vm, "Configured");
+    ck_assert(s != NULL);
+    ck_assert_str_eq(s->uid, "2");
+    ck_assert_str_eq(s->parent_uid, "1");
+    ck_assert_uint_eq(s->disks->len, 1);
+    ck_assert_str_eq(((VcfVmDisk *)g_ptr_array_index(s->disks, 0))->file_name, "Web-000001.vmdk");
+    ck_assert(vcf_vm_find_snapshot(vm, "Nope") == NULL);
+
+    /* A snapshot claiming disks it does not list is malformed. */
+    put("Web/Web.vmsd", "snapshot0.uid = \"1\"\nsnapshot0.numDisks = \"3\"\n");
+    g_autoptr(VcfVm) bad = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert(bad == NULL);
+    ck_assert_int_eq(error->code, EINVAL);
+    ck_assert(strstr(error->message, "Web.vmsd") != NULL);
+    g_clear_error(&error);
+}
+END_TEST
+
+START_TEST(take_snapshot)
+{
+    put("Web/Web.vmx", "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"Web.vmdk\"\n"
+                       "displayName = \"Web\"\n");
+    put("Web/Web.vmsd", "");   /* Workstation leaves it empty before the first snapshot */
+    make_disk("Web/Web.vmdk", "8M");
+    GError *error = NULL;
+    g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
+    g_autofree char *uid = NULL;
+    ck_assert_msg(vcf_snapshot_take(vm, dir, "first", "d", &uid, &error), "%s",
+                  error ? error->message : "");
+    ck_assert_str_eq(uid, "1");
+    g_autoptr(VcfVm) after = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert_str_eq(((VcfVmDisk *)g_ptr_array_index(after->disks, 0))->file_name, "Web-000001.vmdk");
+    ck_assert_uint_eq(after->snapshots->len, 1);
+    const VcfSnapshot *s = vcf_vm_find_snapshot(after, "first");
+    ck_assert_str_eq(((VcfVmDisk *)g_ptr_array_index(s->disks, 0))->file_name, "Web.vmdk");
+    ck_assert_str_eq(after->current_snapshot_uid, "1");
+
+    /* The new delta is a valid child of the old disk, for qemu-img too. */
+    g_autofree char *delta = g_build_filename(dir, "Web", "Web-000001.vmdk", NULL);
+    const char *check[] = { "qemu-img", "check", "-q", delta, NULL };
+    ck_assert_int_eq(test_run(check, NULL), 0);
+    g_autoptr(VcfParent) p = vcf_parent_open(delta, dir, 1, &error);
+    ck_assert_msg(p != NULL, "%s", error ? error->message : "");
+    ck_assert_uint_eq(vcf_parent_get_size(p), 8 * 1024 * 1024);
+
+    /* A second snapshot continues the numbering and the tree. */
+    g_autofree char *uid2 = NULL;
+    ck_assert(vcf_snapshot_take(after, dir, "second", "d", &uid2, &error));
+    ck_assert_str_eq(uid2, "2");
+    g_autoptr(VcfVm) again = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert_str_eq(((VcfVmDisk *)g_ptr_array_index(again->disks, 0))->file_name, "Web-000002.vmdk");
+    const VcfSnapshot *s2 = vcf_vm_find_snapshot(again, "second");
+    ck_assert_str_eq(s2->parent_uid, "1");
+    ck_assert_uint_eq(again->snapshots->len, 2);
+
+    /* A running VM is not snapshotted from outside VMware. */
+    again->power = VCF_POWER_ON;
+    again->power_reason = g_strdup("test");
+    g_autofree char *uid3 = NULL;
+    ck_assert(!vcf_snapshot_take(again, dir, "third", "d", &uid3, &error));
+    ck_assert_int_eq(error->code, EBUSY);
+    g_clear_error(&error);
+}
+END_TEST
+
+START_TEST(names)
+{
+    GError *error = NULL;
+    ck_assert(vcf_name_check("web1", NULL));
+    ck_assert(vcf_name_check("Ubuntu clone (2)", NULL));
+    const char *bad[] = { "", ".web", "a/b", "a@b", "a\tb", "a\nb", "\x7f" };
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+        ck_assert_msg(!vcf_name_check(bad[i], &error), "accepted \"%s\"", bad[i]);
+        ck_assert_int_eq(error->code, EINVAL);
+        g_clear_error(&error);
+    }
+    g_autofree char *longname = g_strnfill(201, 'x');
+    ck_assert(!vcf_name_check(longname, NULL));
+    ck_assert(!vcf_name_check("\xff\xfe", NULL));
+
+    g_autofree char *s0 = vcf_disk_stem("web", 0), *s2 = vcf_disk_stem("web", 2);
+    ck_assert_str_eq(s0, "web");
+    ck_assert_str_eq(s2, "web_2");
+    g_autofree char *r1 = vcf_relative_path("/lib/.vmclonefs/clones/web", "/lib/Ubuntu/Ubuntu.vmdk");
+    ck_assert_str_eq(r1, "../../../Ubuntu/Ubuntu.vmdk");
+    g_autofree char *r2 = vcf_relative_path("/lib/Ubuntu", "/lib/Ubuntu/Ubuntu.vmdk");
+    ck_assert_str_eq(r2, "Ubuntu.vmdk");
+    ck_assert(vcf_path_is_inside("/lib/a", "/lib"));
+    ck_assert(vcf_path_is_inside("/lib", "/lib/"));
+    ck_assert(!vcf_path_is_inside("/library/a", "/lib"));
+
+    g_autofree char *n1 = vcf_snapshot_delta_name(dir, "Web.vmdk");
+    ck_assert_str_eq(n1, "Web-000001.vmdk");
+    put("Web-000003.vmdk", "");
+    g_autofree char *n2 = vcf_snapshot_delta_name(dir, "Web-000002.vmdk");
+    ck_assert_str_eq(n2, "Web-000001.vmdk");
+    put("Web-000001.vmdk", "");
+    g_autofree char *n3 = vcf_snapshot_delta_name(dir, "Web-000002.vmdk");
+    ck_assert_str_eq(n3, "Web-000002.vmdk");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("library");
+    TCase *tc = tcase_create("scan");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, scan_finds_vms_disks_and_power);
+    tcase_add_test(tc, disk_outside_library_is_refused);
+    tcase_add_test(tc, vmsd_snapshots);
+    tcase_add_test(tc, take_snapshot);
+    tcase_add_test(tc, names);
+    suite_add_tcase(suite, tc);
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,87 @@
+# Shared by the mount tests: a temporary library, a daemon in the
+# foreground under our control, and cleanup whatever happens.
+# Needs: $VMCLONEFS (the daemon), $top_srcdir. Sets $T, $LIB, $MNT, $LOG.
+set -euo pipefail
+
+fail() { echo "FAIL: $*" >&2; [ -f "${LOG:-/dev/null}" ] && tail -n 20 "$LOG" >&2; exit 1; }
+note() { echo "# $*"; }
+
+if [ "$(id -u)" != 0 ] || [ ! -c /dev/fuse ]; then
+    echo "SKIP: needs root and /dev/fuse" >&2
+    exit 77
+fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/vcf-mount.XXXXXX")
+LIB=$T/lib
+MNT=$T/mnt
+LOG=$T/vmclonefs.log
+DAEMON_ERR=$T/daemon.err
+DAEMON_PID=
+
+cleanup() {
+    local rc=$?
+    if [ -n "$DAEMON_PID" ]; then
+        fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+        wait "$DAEMON_PID" 2>/dev/null || true
+    fi
+    if [ $rc -ne 0 ] || [ -n "${VCF_KEEP_TMP:-}" ]; then
+        echo "# kept $T for a look" >&2
+    else
+        rm -rf "$T"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+
+make_library() {
+    "$top_srcdir/scripts/make-sample-library.sh" "$@" "$LIB" >/dev/null
+}
+
+# Mounts $LIB at $MNT with the daemon in the foreground (so that sanitizer
+# reports reach $DAEMON_ERR) and returns once the mount answers.
+mount_lib() {
+    mkdir -p "$MNT"
+    "$VMCLONEFS" -f -o "log=$LOG" "$@" "$LIB" "$MNT" 2>>"$DAEMON_ERR" &
+    DAEMON_PID=$!
+    for _ in $(seq 200); do
+        if mountpoint -q "$MNT"; then return 0; fi
+        kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon exited before mounting: $(cat "$DAEMON_ERR")"
+        sleep 0.05
+    done
+    fail "mount did not appear"
+}
+
+# Unmounts and waits for the daemon, which must exit cleanly and without
+# sanitizer reports.
+unmount_lib() {
+    fusermount3 -u "$MNT" || fail "fusermount3 -u failed"
+    local rc=0
+    wait "$DAEMON_PID" || rc=$?
+    DAEMON_PID=
+    [ $rc -eq 0 ] || fail "daemon exited with status $rc: $(cat "$DAEMON_ERR")"
+    if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$DAEMON_ERR"; then
+        cat "$DAEMON_ERR" >&2
+        fail "sanitizer report from the daemon"
+    fi
+}
+
+# Kills the daemon as a crash would, and clears the dead mount.
+crash_daemon() {
+    kill -9 "$DAEMON_PID"
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=
+    fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+}
+
+# Raw image of a VMDK (and its chain) by qemu-img: the independent oracle.
+raw_of() { qemu-img convert -O raw "$1" "$2"; }
+
+same_bytes() { cmp -s "$1" "$2" || fail "$3: $1 and $2 differ ($(cmp "$1" "$2" 2>&1 | head -1))"; }
+
+# Writes LEN random bytes at OFFSET into both files (a disk and its model).
+write_both() {
+    local off=$1 len=$2 a=$3 b=$4
+    head -c "$len" /dev/urandom >"$T/chunk"
+    dd if="$T/chunk" of="$a" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
+    dd if="$T/chunk" of="$b" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
+}

@@ -1,0 +1,64 @@
+#!/bin/bash
+# The main job: mount a library, mkdir a linked clone, write into its flat
+# disk at random offsets, and check every byte against a model made by
+# qemu-img, through unmount and remount, and against qemu-img's own reading
+# of the stored delta with no vmclonefs running.
+. "$top_srcdir/tests/lib.sh"
+
+make_library
+raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/parent.raw"
+cp "$T/parent.raw" "$T/model.raw"
+sha_before=$(sha256sum <"$LIB/Ubuntu/Ubuntu.vmdk")
+
+mount_lib
+[ -d "$MNT/clones/Ubuntu" ] || fail "clones/Ubuntu missing"
+mkdir "$MNT/clones/Ubuntu/web1" || fail "mkdir of a linked clone failed"
+C=$MNT/clones/Ubuntu/web1
+for f in web1.vmx web1.vmdk web1-flat.vmdk; do
+    [ -f "$C/$f" ] || fail "clone folder lacks $f: $(ls -la "$C")"
+done
+[ "$(stat -c %s "$C/web1-flat.vmdk")" = "$(stat -c %s "$T/parent.raw")" ] || fail "flat disk size"
+same_bytes "$C/web1-flat.vmdk" "$T/parent.raw" "a new clone reads as its parent"
+grep -q '^displayName = "web1"$' "$C/web1.vmx" || fail "displayName not set"
+grep -q '^scsi0:0.fileName = "web1.vmdk"$' "$C/web1.vmx" || fail "disk key not set"
+grep -q 'createType="monolithicFlat"' "$C/web1.vmdk" || fail "descriptor is not monolithicFlat"
+qemu-img info "$C/web1.vmdk" | grep -q "virtual size: 64 MiB" || fail "qemu-img info of the descriptor"
+# The VM went on in a new delta; the snapshot is listed.
+grep -q '^scsi0:0.fileName = "Ubuntu-000001.vmdk"$' "$LIB/Ubuntu/Ubuntu.vmx" || fail "parent .vmx not moved to a new delta"
+grep -q 'vmclonefs: web1' "$LIB/Ubuntu/Ubuntu.vmsd" || fail "snapshot not in the .vmsd"
+ls "$MNT/clones" | grep -qx 'Ubuntu@vmclonefs: web1' || fail "the new snapshot is not a source"
+
+size=$(stat -c %s "$T/parent.raw")
+for i in $(seq 40); do
+    len=$(( (RANDOM * 32768 + RANDOM) % 300000 + 1 ))
+    off=$(( ((RANDOM * 32768 + RANDOM) * 7) % (size - len) ))
+    [ $((i % 5)) -eq 0 ] && off=$(( off / 65536 * 65536 ))
+    write_both "$off" "$len" "$C/web1-flat.vmdk" "$T/model.raw"
+done
+write_both $((size - 1000)) 1000 "$C/web1-flat.vmdk" "$T/model.raw"   # the very end
+same_bytes "$C/web1-flat.vmdk" "$T/model.raw" "after random writes"
+sync "$C/web1-flat.vmdk"
+
+# The parent's data never changed.
+raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/parent-after.raw"
+same_bytes "$T/parent-after.raw" "$T/parent.raw" "the parent snapshot disk"
+raw_of "$LIB/Ubuntu/Ubuntu-000001.vmdk" "$T/vm-after.raw"
+same_bytes "$T/vm-after.raw" "$T/parent.raw" "the VM's current state"
+[ "$(sha256sum <"$LIB/Ubuntu/Ubuntu.vmdk")" = "$sha_before" ] || fail "Ubuntu.vmdk changed"
+
+unmount_lib
+# No vmclonefs running: qemu-img reads the stored delta over its parent.
+S=$LIB/.vmclonefs/clones/web1
+qemu-img check -q "$S/web1.vmdk" || fail "qemu-img check of the stored delta"
+qemu-img info --backing-chain "$S/web1.vmdk" | grep -q "Ubuntu/Ubuntu.vmdk" || fail "backing chain"
+raw_of "$S/web1.vmdk" "$T/store.raw"
+same_bytes "$T/store.raw" "$T/model.raw" "qemu-img's reading of the stored delta"
+
+mount_lib
+same_bytes "$C/web1-flat.vmdk" "$T/model.raw" "after remount"
+write_both 12345 77777 "$C/web1-flat.vmdk" "$T/model.raw"
+same_bytes "$C/web1-flat.vmdk" "$T/model.raw" "after a write on the remounted clone"
+unmount_lib
+raw_of "$S/web1.vmdk" "$T/store2.raw"
+same_bytes "$T/store2.raw" "$T/model.raw" "stored delta after the second session"
+note "linked clone: mkdir, random writes, remount and qemu-img agree"
