@@ -192,22 +192,6 @@ static gboolean write_ini(const char *path, const char *source, const char *snap
     return vcf_file_write_atomic(path, data, len, error);
 }
 
-static void rm_rf(const char *path)
-{
-    GDir *d = g_dir_open(path, 0, NULL);
-    const char *e;
-    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(path, e, NULL);
-        if (g_file_test(p, G_FILE_TEST_IS_DIR) && !g_file_test(p, G_FILE_TEST_IS_SYMLINK))
-            rm_rf(p);
-        else
-            g_unlink(p);
-    }
-    if (d != NULL)
-        g_dir_close(d);
-    g_rmdir(path);
-}
-
 static gboolean check_new_name(VcfLibrary *lib, const char *name, GError **error)
 {
     if (!vcf_name_check(name, error))
@@ -322,14 +306,14 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
         return FALSE;
     }
     if (!fill_store(lib, tmp, final, vm, disks, source, snapshot, name, error)) {
-        rm_rf(tmp);
+        vcf_remove_tree(tmp);
         return FALSE;
     }
     if (g_rename(tmp, final) < 0) {
         int e = errno;
         g_set_error(error, VCF_ERROR, e == ENOTEMPTY ? EEXIST : e,
                     "renaming %s to %s: %s", tmp, final, g_strerror(e));
-        rm_rf(tmp);
+        vcf_remove_tree(tmp);
         return FALSE;
     }
     return vcf_fsync_dir(root, error);
@@ -346,7 +330,7 @@ gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error)
         vcf_set_errno(error, errno, info->dir);
         return FALSE;
     }
-    rm_rf(tmpl);
+    vcf_remove_tree(tmpl);
     return vcf_fsync_dir(vcf_library_store_root(lib), error);
 }
 

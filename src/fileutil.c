@@ -126,3 +126,62 @@ gboolean vcf_fsync_dir(const char *path, GError **error)
     }
     return TRUE;
 }
+
+gboolean vcf_pwrite_all(int fd, const void *buf, gsize len, guint64 off,
+                        const char *path, GError **error)
+{
+    gsize done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, (const guint8 *)buf + done, len - done, off + done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            g_set_error(error, VCF_ERROR, e == ENOSPC || e == EDQUOT ? ENOSPC : EIO,
+                        "%s: write at byte %" G_GUINT64_FORMAT ": %s", path, off + done,
+                        g_strerror(e));
+            return FALSE;
+        }
+        done += n;
+    }
+    return TRUE;
+}
+
+gssize vcf_pread_all(int fd, void *buf, gsize len, guint64 off,
+                     const char *path, GError **error)
+{
+    gsize done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (guint8 *)buf + done, len - done, off + done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            g_set_error(error, VCF_ERROR, EIO, "%s: read at byte %" G_GUINT64_FORMAT ": %s",
+                        path, off + done, g_strerror(e));
+            return -1;
+        }
+        if (n == 0)
+            break;
+        done += n;
+    }
+    return done;
+}
+
+void vcf_remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        GDir *d = g_dir_open(path, 0, NULL);
+        const char *e;
+        while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
+            g_autofree char *p = g_build_filename(path, e, NULL);
+            vcf_remove_tree(p);
+        }
+        if (d != NULL)
+            g_dir_close(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}

@@ -11,3 +11,16 @@ gboolean vcf_file_write_atomic(const char *path, const void *data, gsize len,
 /* fsync of the folder holding PATH (or of PATH itself if it is a folder), so
  * that a create, rename or unlink in it is durable. */
 gboolean vcf_fsync_dir(const char *path, GError **error);
+
+/* Writes all LEN bytes at OFF, retrying short writes and EINTR. Errors are
+ * VCF_ERROR naming PATH and the offset: ENOSPC for a full disk (or quota),
+ * EIO otherwise. */
+gboolean vcf_pwrite_all(int fd, const void *buf, gsize len, guint64 off,
+                        const char *path, GError **error);
+/* Reads up to LEN bytes at OFF; the count is short only at the end of the
+ * file. -1 with VCF_ERROR/EIO naming PATH and the offset. */
+gssize vcf_pread_all(int fd, void *buf, gsize len, guint64 off,
+                     const char *path, GError **error);
+/* Removes PATH and everything under it, as far as it can; symbolic links
+ * are removed, never followed. */
+void vcf_remove_tree(const char *path);

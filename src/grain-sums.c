@@ -1,5 +1,6 @@
 #include "config.h"
 #include "grain-sums.h"
+#include "fileutil.h"
 #include "table.h"
 #include "vcf-error.h"
 
@@ -46,12 +47,8 @@ static gboolean write_header(VcfGrainSums *s, GError **error)
                      .cid = GUINT32_TO_LE(s->cid) };
     memcpy(h.magic, SUMS_MAGIC, 8);
     memcpy(block, &h, sizeof h);
-    if (pwrite(s->fd, block, sizeof block, 0) != (ssize_t)sizeof block) {
-        int e = errno;
-        g_set_error(error, VCF_ERROR, e == ENOSPC ? ENOSPC : EIO,
-                    "%s: writing header: %s", s->path, g_strerror(e));
+    if (!vcf_pwrite_all(s->fd, block, sizeof block, 0, s->path, error))
         return FALSE;
-    }
     s->cid_dirty = FALSE;
     return TRUE;
 }

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "sparse.h"
+#include "fileutil.h"
 #include "grain-sums.h"
 #include "table.h"
 #include "vcf-error.h"
@@ -76,44 +77,13 @@ static int io_errno(int e) { return e == ENOSPC || e == EDQUOT ? ENOSPC : EIO; }
 static gboolean pwrite_all(VcfSparse *s, const void *buf, gsize len,
                            guint64 off, GError **error)
 {
-    gsize done = 0;
-    while (done < len) {
-        ssize_t n = pwrite(s->fd, (const guint8 *)buf + done, len - done, off + done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            g_set_error(error, VCF_ERROR, io_errno(e),
-                        "%s: write at byte %" G_GUINT64_FORMAT ": %s",
-                        s->path, off + done, g_strerror(e));
-            return FALSE;
-        }
-        done += n;
-    }
-    return TRUE;
+    return vcf_pwrite_all(s->fd, buf, len, off, s->path, error);
 }
 
-/* Returns bytes read (short only at end of file) or -1 with ERROR set. */
 static gssize pread_full(VcfSparse *s, void *buf, gsize len, guint64 off,
                          GError **error)
 {
-    gsize done = 0;
-    while (done < len) {
-        ssize_t n = pread(s->fd, (guint8 *)buf + done, len - done, off + done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            g_set_error(error, VCF_ERROR, EIO,
-                        "%s: read at byte %" G_GUINT64_FORMAT ": %s",
-                        s->path, off + done, g_strerror(e));
-            return -1;
-        }
-        if (n == 0)
-            break;
-        done += n;
-    }
-    return done;
+    return vcf_pread_all(s->fd, buf, len, off, s->path, error);
 }
 
 static gboolean sync_fd(VcfSparse *s, GError **error)

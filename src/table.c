@@ -1,5 +1,6 @@
 #include "config.h"
 #include "table.h"
+#include "fileutil.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -30,21 +31,9 @@ VcfTable *vcf_table_new(int fd, guint64 offset, gsize size, gboolean load,
     t->n_pages = (size + PAGE - 1) / PAGE;
     t->dirty = g_malloc0(t->n_pages ? t->n_pages : 1);
     t->file_name = g_strdup(file_name);
-    gsize done = 0;
-    while (load && done < size) {
-        ssize_t n = pread(fd, t->data + done, size - done, offset + done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            g_set_error(error, VCF_ERROR, EIO, "%s: reading table at byte %" G_GUINT64_FORMAT ": %s",
-                        file_name, offset + done, g_strerror(e));
-            vcf_table_free(t);
-            return NULL;
-        }
-        if (n == 0)
-            break;      /* the rest lies past the end of the file: zeros */
-        done += n;
+    if (load && vcf_pread_all(fd, t->data, size, offset, file_name, error) < 0) {
+        vcf_table_free(t);    /* past the end of the file the table stays zero */
+        return NULL;
     }
     return t;
 }
@@ -86,21 +75,9 @@ gboolean vcf_table_write_dirty(VcfTable *t, GError **error)
             end++;
         gsize from = p * PAGE;
         gsize to = MIN((end + 1) * PAGE, t->size);
-        gsize done = 0;
-        while (done < to - from) {
-            ssize_t n = pwrite(t->fd, t->data + from + done, to - from - done,
-                               t->offset + from + done);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                int e = errno;
-                g_set_error(error, VCF_ERROR, e == ENOSPC ? ENOSPC : EIO,
-                            "%s: writing table at byte %" G_GUINT64_FORMAT ": %s",
-                            t->file_name, t->offset + from + done, g_strerror(e));
-                return FALSE;
-            }
-            done += n;
-        }
+        if (!vcf_pwrite_all(t->fd, t->data + from, to - from, t->offset + from,
+                            t->file_name, error))
+            return FALSE;
         memset(t->dirty + p, 0, end - p + 1);
         p = end;
     }

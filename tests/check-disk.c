@@ -267,9 +267,5 @@ int main(void)
     tcase_add_test(tc, out_of_range_is_einval);
     tcase_add_test(tc, parallel_readers_and_writer);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return test_run_suite(suite);
 }

@@ -6,6 +6,8 @@
 #include "parent.h"
 #include "vcf-error.h"
 
+#include "test-util.h"
+
 #include <check.h>
 #include <glib/gstdio.h>
 #include <errno.h>
@@ -754,9 +756,5 @@ static Suite *parent_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(parent_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return test_run_suite(parent_suite());
 }

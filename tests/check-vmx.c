@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "test-util.h"
+
 #include <check.h>
 #include <errno.h>
 #include <glib.h>
@@ -836,9 +838,5 @@ static Suite *vmx_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(vmx_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return test_run_suite(vmx_suite());
 }

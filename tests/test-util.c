@@ -1,5 +1,6 @@
 #include "config.h"
 #include "test-util.h"
+#include "fileutil.h"
 
 #include <check.h>
 #include <glib/gstdio.h>
@@ -13,27 +14,10 @@ char *test_tmpdir_new(void)
     return dir;
 }
 
-static void rm_rf(const char *path)
-{
-    GDir *d = g_dir_open(path, 0, NULL);
-    if (d != NULL) {
-        const char *n;
-        while ((n = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(path, n, NULL);
-            if (g_file_test(p, G_FILE_TEST_IS_DIR) && !g_file_test(p, G_FILE_TEST_IS_SYMLINK))
-                rm_rf(p);
-            else
-                g_unlink(p);
-        }
-        g_dir_close(d);
-    }
-    g_rmdir(path);
-}
-
 void test_tmpdir_free(char *dir)
 {
     if (dir != NULL && g_getenv("VCF_KEEP_TMP") == NULL)
-        rm_rf(dir);
+        vcf_remove_tree(dir);
     g_free(dir);
 }
 
@@ -62,4 +46,13 @@ GBytes *test_read_file(const char *path)
     ck_assert_msg(g_file_get_contents(path, &data, &len, &error), "%s: %s", path,
                   error ? error->message : "?");
     return g_bytes_new_take(data, len);
+}
+
+int test_run_suite(Suite *suite)
+{
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
 }

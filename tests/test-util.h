@@ -1,5 +1,6 @@
 /* Helpers shared by the Check unit tests. */
 #pragma once
+#include <check.h>
 #include <glib.h>
 
 /* A fresh temporary folder, removed by test_tmpdir_free. */
@@ -10,3 +11,5 @@ void test_tmpdir_free(char *dir);
 int test_run(const char *const *argv, char **out);
 /* Whole file contents; aborts the test on failure. */
 GBytes *test_read_file(const char *path);
+/* Runs SUITE; the exit status for main. */
+int test_run_suite(Suite *suite);
