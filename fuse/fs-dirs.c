@@ -66,7 +66,9 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
     if (p->kind == NODE_SOURCE) {
         GError *error = NULL;
         gint64 t0 = g_get_monotonic_time();
-        if (!vcf_clone_create(m->lib, p->source, name, &error)) {
+        /* mkdir returns once the clone exists: wait for the job. */
+        g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, p->source, name, NULL, NULL);
+        if (!vcf_job_wait(job, &error)) {
             g_mutex_unlock(&m->lock);
             g_prefix_error(&error, "mkdir clones/%s/%s: ", p->source, name);
             reply_gerror(req, error);

@@ -319,6 +319,37 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
     return vcf_fsync_dir(root, error);
 }
 
+typedef struct {
+    VcfLibrary *lib;
+    char *source;
+    char *name;
+} CreateArgs;
+
+static void create_args_free(gpointer p)
+{
+    CreateArgs *a = p;
+    g_free(a->source);
+    g_free(a->name);
+    g_free(a);
+}
+
+static gboolean create_job_main(gpointer p, GError **error)
+{
+    CreateArgs *a = p;
+    return vcf_clone_create(a->lib, a->source, a->name, error);
+}
+
+VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
+                             VcfJobCallback callback, gpointer user_data)
+{
+    CreateArgs *a = g_new0(CreateArgs, 1);
+    a->lib = lib;
+    a->source = g_strdup(source);
+    a->name = g_strdup(name);
+    return vcf_job_start("vcf-clone", create_job_main, a, create_args_free,
+                         callback, user_data);
+}
+
 gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error)
 {
     g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, name, error);

@@ -8,6 +8,7 @@
 #pragma once
 #include <glib.h>
 #include "disk.h"
+#include "job.h"
 #include "library.h"
 
 /* What clone.ini says about a clone. */
@@ -26,6 +27,11 @@ typedef struct {
  * (unknown VM or snapshot), EBUSY (VM running or suspended), EIO. */
 gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
                           GError **error);
+/* The same as a job, VixVM_Clone's shape: returns at once; CALLBACK (may
+ * be NULL) runs when the clone exists or has failed; vcf_job_wait gives the
+ * result. LIB must outlive the job. */
+VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
+                             VcfJobCallback callback, gpointer user_data);
 /* Removes clone NAME and everything in its store folder. The snapshot
  * taken on its parent stays: it is an ordinary VMware snapshot. */
 gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error);

@@ -1,0 +1,93 @@
+#include "config.h"
+#include "job.h"
+
+struct VcfJob {
+    gint refs;
+    char *name;
+    VcfJobFunc func;
+    gpointer data;
+    GDestroyNotify free_data;
+    VcfJobCallback callback;
+    gpointer user_data;
+    GMutex lock;
+    GCond done_cond;
+    gboolean done;      /* lock */
+    gboolean ok;        /* lock; valid once done */
+    GError *error;      /* lock; valid once done */
+};
+
+static gpointer job_main(gpointer p)
+{
+    VcfJob *job = p;
+    GError *error = NULL;
+    gboolean ok = job->func(job->data, &error);
+    g_mutex_lock(&job->lock);
+    job->ok = ok;
+    job->error = error;
+    job->done = TRUE;
+    g_cond_broadcast(&job->done_cond);
+    g_mutex_unlock(&job->lock);
+    if (job->callback != NULL)
+        job->callback(job, job->user_data);
+    vcf_job_unref(job);
+    return NULL;
+}
+
+VcfJob *vcf_job_start(const char *name, VcfJobFunc func, gpointer data,
+                      GDestroyNotify free_data, VcfJobCallback callback,
+                      gpointer user_data)
+{
+    VcfJob *job = g_new0(VcfJob, 1);
+    job->refs = 2;     /* the caller's and the thread's */
+    job->name = g_strdup(name);
+    job->func = func;
+    job->data = data;
+    job->free_data = free_data;
+    job->callback = callback;
+    job->user_data = user_data;
+    g_mutex_init(&job->lock);
+    g_cond_init(&job->done_cond);
+    g_thread_unref(g_thread_new(name, job_main, job));
+    return job;
+}
+
+VcfJob *vcf_job_ref(VcfJob *job)
+{
+    g_atomic_int_inc(&job->refs);
+    return job;
+}
+
+void vcf_job_unref(VcfJob *job)
+{
+    if (job == NULL || !g_atomic_int_dec_and_test(&job->refs))
+        return;
+    if (job->free_data != NULL)
+        job->free_data(job->data);
+    g_clear_error(&job->error);
+    g_mutex_clear(&job->lock);
+    g_cond_clear(&job->done_cond);
+    g_free(job->name);
+    g_free(job);
+}
+
+const char *vcf_job_get_name(const VcfJob *job) { return job->name; }
+
+gboolean vcf_job_is_done(VcfJob *job)
+{
+    g_mutex_lock(&job->lock);
+    gboolean done = job->done;
+    g_mutex_unlock(&job->lock);
+    return done;
+}
+
+gboolean vcf_job_wait(VcfJob *job, GError **error)
+{
+    g_mutex_lock(&job->lock);
+    while (!job->done)
+        g_cond_wait(&job->done_cond, &job->lock);
+    gboolean ok = job->ok;
+    if (!ok && job->error != NULL)
+        g_propagate_error(error, g_error_copy(job->error));
+    g_mutex_unlock(&job->lock);
+    return ok;
+}

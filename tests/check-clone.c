@@ -1,0 +1,181 @@
+/* The clone engine on a generated sample library: jobs, the clone's
+ * config, its disks against qemu-img, refusals that leave no trace. */
+#include "config.h"
+#include "clone.h"
+#include "vcf-error.h"
+#include "vmx.h"
+#include "test-util.h"
+
+#include <check.h>
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+static char *dir;
+static char *libdir;
+static VcfLibrary *lib;
+
+static void setup(void)
+{
+    dir = test_tmpdir_new();
+    libdir = g_build_filename(dir, "lib", NULL);
+    const char *gen[] = { TOP_SRCDIR "/scripts/make-sample-library.sh", "--size", "16",
+                          libdir, NULL };
+    ck_assert_int_eq(test_run(gen, NULL), 0);
+    GError *error = NULL;
+    lib = vcf_library_open(libdir, &error);
+    ck_assert(lib != NULL);
+}
+
+static void teardown(void)
+{
+    vcf_library_free(lib);
+    g_free(libdir);
+    test_tmpdir_free(dir);
+}
+
+static void callback(VcfJob *job, gpointer data)
+{
+    g_atomic_int_inc((gint *)data);
+}
+
+static GBytes *raw_of(const char *vmdk)
+{
+    g_autofree char *raw = g_build_filename(dir, "x.raw", NULL);
+    const char *conv[] = { "qemu-img", "convert", "-O", "raw", vmdk, raw, NULL };
+    ck_assert_int_eq(test_run(conv, NULL), 0);
+    GBytes *b = test_read_file(raw);
+    g_unlink(raw);
+    return b;
+}
+
+static void assert_disk_is(VcfClone *c, guint i, const char *vmdk)
+{
+    g_autoptr(GBytes) want = raw_of(vmdk);
+    VcfDisk *d = vcf_clone_get_disk(c, i);
+    ck_assert_uint_eq(vcf_disk_get_size(d), g_bytes_get_size(want));
+    g_autofree guint8 *buf = g_malloc(g_bytes_get_size(want));
+    GError *error = NULL;
+    ck_assert(vcf_disk_read(d, buf, g_bytes_get_size(want), 0, &error));
+    ck_assert(memcmp(buf, g_bytes_get_data(want, NULL), g_bytes_get_size(want)) == 0);
+}
+
+START_TEST(job_makes_linked_clone)
+{
+    gint called = 0;
+    GError *error = NULL;
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, "TwoDisks", "web1", callback, &called);
+    ck_assert_msg(vcf_job_wait(job, &error), "%s", error ? error->message : "");
+    ck_assert(vcf_job_is_done(job));
+    ck_assert_int_eq(g_atomic_int_get(&called), 1);
+
+    g_autoptr(GPtrArray) names = vcf_clone_list(lib);
+    ck_assert_uint_eq(names->len, 1);
+    g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, "web1", &error);
+    ck_assert_str_eq(info->source, "TwoDisks");
+    ck_assert_str_eq(info->base_snapshot, "vmclonefs: web1");
+    ck_assert_uint_eq(info->stems->len, 2);
+    ck_assert_str_eq(g_ptr_array_index(info->stems, 1), "web1_1");
+
+    /* A new identity, its own disks, the rest of the config as it was. */
+    g_autofree char *src_path = g_build_filename(libdir, "TwoDisks", "TwoDisks.vmx", NULL);
+    g_autofree char *vmx_path = g_build_filename(info->dir, "web1.vmx", NULL);
+    g_autoptr(VcfVmx) src = vcf_vmx_load(src_path, &error);
+    g_autoptr(VcfVmx) vmx = vcf_vmx_load(vmx_path, &error);
+    ck_assert(vmx != NULL);
+    ck_assert_str_eq(vcf_vmx_get(vmx, "displayName"), "web1");
+    ck_assert_str_eq(vcf_vmx_get(vmx, "scsi0:0.fileName"), "web1.vmdk");
+    ck_assert_str_eq(vcf_vmx_get(vmx, "sata0:1.fileName"), "web1_1.vmdk");
+    ck_assert_str_ne(vcf_vmx_get(vmx, "uuid.bios"), vcf_vmx_get(src, "uuid.bios"));
+    ck_assert_str_ne(vcf_vmx_get(vmx, "uuid.location"), vcf_vmx_get(src, "uuid.location"));
+    ck_assert_str_ne(vcf_vmx_get(vmx, "ethernet0.generatedAddress"),
+                     vcf_vmx_get(src, "ethernet0.generatedAddress"));
+    ck_assert(g_str_has_prefix(vcf_vmx_get(vmx, "ethernet0.generatedAddress"), "00:0c:29:"));
+    ck_assert_str_eq(vcf_vmx_get(vmx, "guestOS"), vcf_vmx_get(src, "guestOS"));
+    ck_assert_str_eq(vcf_vmx_get(vmx, "memsize"), vcf_vmx_get(src, "memsize"));
+
+    VcfClone *c = vcf_clone_open(lib, "web1", 2, &error);
+    ck_assert_msg(c != NULL, "%s", error ? error->message : "");
+    ck_assert_uint_eq(vcf_clone_n_disks(c), 2);
+    g_autofree char *d0 = g_build_filename(libdir, "TwoDisks", "TwoDisks.vmdk", NULL);
+    g_autofree char *d1 = g_build_filename(libdir, "TwoDisks", "TwoDisks_1.vmdk", NULL);
+    assert_disk_is(c, 0, d0);
+    assert_disk_is(c, 1, d1);
+    ck_assert_uint_ge(vcf_clone_parent_files(c)->len, 2);
+    ck_assert(vcf_clone_close(c, &error));
+
+    ck_assert(vcf_clone_delete(lib, "web1", &error));
+    ck_assert(!g_file_test(info->dir, G_FILE_TEST_EXISTS));
+    g_autoptr(GPtrArray) after = vcf_clone_list(lib);
+    ck_assert_uint_eq(after->len, 0);
+}
+END_TEST
+
+START_TEST(snapshot_source)
+{
+    GError *error = NULL;
+    ck_assert_msg(vcf_clone_create(lib, "Chain@Base install", "old", &error), "%s",
+                  error ? error->message : "");
+    VcfClone *c = vcf_clone_open(lib, "old", 1, &error);
+    ck_assert(c != NULL);
+    g_autofree char *base = g_build_filename(libdir, "Chain", "Chain.vmdk", NULL);
+    assert_disk_is(c, 0, base);
+    ck_assert(vcf_clone_close(c, NULL));
+}
+END_TEST
+
+/* Lists what the store folder holds besides finished clones. */
+static guint leftovers(void)
+{
+    guint n = 0;
+    GDir *d = g_dir_open(vcf_library_store_root(lib), 0, NULL);
+    const char *e;
+    while ((e = g_dir_read_name(d)) != NULL)
+        n += e[0] == '.';
+    g_dir_close(d);
+    return n;
+}
+
+static void expect_refused(const char *source, const char *name, int code)
+{
+    GError *error = NULL;
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, source, name, NULL, NULL);
+    ck_assert_msg(!vcf_job_wait(job, &error), "%s/%s was accepted", source, name);
+    ck_assert_msg(error->code == code, "%s/%s: %s (code %d, want %d)", source, name,
+                  error->message, error->code, code);
+    g_error_free(error);
+    ck_assert_uint_eq(leftovers(), 0);
+}
+
+START_TEST(refusals_leave_no_trace)
+{
+    ck_assert(vcf_clone_create(lib, "Ubuntu", "taken", NULL));
+    g_autofree char *vmx = g_build_filename(libdir, "Ubuntu", "Ubuntu.vmx", NULL);
+    g_autoptr(GBytes) before = test_read_file(vmx);
+    expect_refused("Ubuntu", "taken", EEXIST);
+    expect_refused("Ubuntu", "Chain", EEXIST);
+    expect_refused("Ubuntu", ".hidden", EINVAL);
+    expect_refused("Ubuntu", "a@b", EINVAL);
+    expect_refused("Nope", "x", ENOENT);
+    expect_refused("Chain@No such snapshot", "x", ENOENT);
+    g_autofree char *lck = g_build_filename(libdir, "Ubuntu", "Ubuntu.vmx.lck", NULL);
+    ck_assert_int_eq(g_mkdir(lck, 0755), 0);
+    expect_refused("Ubuntu", "x", EBUSY);
+    g_rmdir(lck);
+    g_autoptr(GBytes) after = test_read_file(vmx);
+    ck_assert(g_bytes_equal(before, after));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("clone");
+    TCase *tc = tcase_create("engine");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, job_makes_linked_clone);
+    tcase_add_test(tc, snapshot_source);
+    tcase_add_test(tc, refusals_leave_no_trace);
+    suite_add_tcase(suite, tc);
+    return test_run_suite(suite);
+}
