@@ -116,6 +116,9 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     m->clones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, open_clone_free);
     m->hidden = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->protected = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    guint left = vcf_clone_remove_leftovers(m->lib);
+    if (left > 0)
+        g_message("removed %u clone folders a crash left half made or half deleted", left);
     /* Open every clone now: that is what protects their parents, and a
      * broken clone is reported at mount time rather than at first read. */
     g_autoptr(GPtrArray) names = vcf_clone_list(m->lib);

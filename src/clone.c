@@ -82,6 +82,23 @@ static gint str_cmp(gconstpointer a, gconstpointer b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+guint vcf_clone_remove_leftovers(VcfLibrary *lib)
+{
+    guint n = 0;
+    GDir *d = g_dir_open(vcf_library_store_root(lib), 0, NULL);
+    const char *e;
+    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
+        if (!g_str_has_prefix(e, ".creating-") && !g_str_has_prefix(e, ".deleting-"))
+            continue;
+        g_autofree char *p = g_build_filename(vcf_library_store_root(lib), e, NULL);
+        vcf_remove_tree(p);
+        n++;
+    }
+    if (d != NULL)
+        g_dir_close(d);
+    return n;
+}
+
 GPtrArray *vcf_clone_list(VcfLibrary *lib)
 {
     GPtrArray *names = g_ptr_array_new_with_free_func(g_free);

@@ -36,6 +36,10 @@ VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *na
  * taken on its parent stays: it is an ordinary VMware snapshot. */
 gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error);
 
+/* Removes what a crash left half made or half deleted (hidden folders in
+ * the store); returns how many. */
+guint vcf_clone_remove_leftovers(VcfLibrary *lib);
+
 /* Names of all clones, sorted. */
 GPtrArray *vcf_clone_list(VcfLibrary *lib);
 VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **error);

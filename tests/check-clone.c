@@ -167,6 +167,24 @@ START_TEST(refusals_leave_no_trace)
 }
 END_TEST
 
+START_TEST(leftovers_of_a_crash_are_removed)
+{
+    ck_assert(vcf_clone_create(lib, "Ubuntu", "keep", NULL));
+    const char *root = vcf_library_store_root(lib);
+    g_autofree char *half = g_build_filename(root, ".creating-abc123", "half.vmdk", NULL);
+    g_autofree char *gone = g_build_filename(root, ".deleting-xyz789", NULL);
+    g_autofree char *half_dir = g_path_get_dirname(half);
+    ck_assert_int_eq(g_mkdir_with_parents(half_dir, 0755), 0);
+    ck_assert(g_file_set_contents(half, "x", 1, NULL));
+    ck_assert_int_eq(g_mkdir(gone, 0755), 0);
+    ck_assert_uint_eq(vcf_clone_remove_leftovers(lib), 2);
+    ck_assert_uint_eq(leftovers(), 0);
+    g_autoptr(GPtrArray) names = vcf_clone_list(lib);
+    ck_assert_uint_eq(names->len, 1);
+    ck_assert_str_eq(g_ptr_array_index(names, 0), "keep");
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("clone");
@@ -176,6 +194,7 @@ int main(void)
     tcase_add_test(tc, job_makes_linked_clone);
     tcase_add_test(tc, snapshot_source);
     tcase_add_test(tc, refusals_leave_no_trace);
+    tcase_add_test(tc, leftovers_of_a_crash_are_removed);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);
 }
