@@ -53,9 +53,9 @@ static void reply_new_entry(fuse_req_t req, VcfMount *m, Node *parent, const cha
     }
 }
 
-void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+static void mkdir_locked(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const char *name,
+                         mode_t mode)
 {
-    VcfMount *m = VCF_MOUNT(req);
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
     if (p == NULL) {
@@ -101,6 +101,16 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
         return;
     }
     reply_new_entry(req, m, p, name);
+}
+
+void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    VcfMount *m = VCF_MOUNT(req);
+    /* No write reaches a passed-through disk while a clone may be freezing
+     * it; the writes that come after see it protected. */
+    g_rw_lock_writer_lock(&m->pass_writes);
+    mkdir_locked(req, m, parent, name, mode);
+    g_rw_lock_writer_unlock(&m->pass_writes);
 }
 
 static void forget_hidden_under(VcfMount *m, const char *path)
@@ -165,6 +175,11 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         } else if (rmdir(real) < 0) {
             err = errno;
         }
+    } else if (p->kind == NODE_CLONES) {
+        err = EPERM;
+        why = g_strdup_printf("rmdir clones/%s: a source folder lists what can be cloned and "
+                              "cannot be removed; rmdir clones/%s/NAME deletes clone NAME",
+                              name, name);
     } else {
         err = EPERM;
     }
@@ -184,9 +199,17 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (p == NULL) {
         err = ENOENT;
     } else if (p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat)) {
-        /* The disk stays in the store; it only leaves the listing, so that
-         * rm -r of a clone folder gets to the rmdir that deletes it. */
-        g_hash_table_add(m->hidden, node_child_path(p, name));
+        OpenClone *oc = g_hash_table_lookup(m->clones, p->clone);
+        if (oc != NULL && oc->handles > 0) {
+            /* rm -r of a clone in use fails as a whole, as its rmdir will. */
+            err = EBUSY;
+            why = g_strdup_printf("rm %s/%s: the clone's disk is open (%u handles); close it "
+                                  "first", p->path, name, oc->handles);
+        } else {
+            /* The disk stays in the store; it only leaves the listing, so
+             * that rm -r of a clone folder gets to the rmdir that deletes it. */
+            g_hash_table_add(m->hidden, node_child_path(p, name));
+        }
     } else if (p->kind == NODE_ROOT || p->kind == NODE_PASS || p->kind == NODE_CLONE) {
         g_autofree char *real = g_build_filename(p->real, name, NULL);
         const char *who = protected_by(m, real);

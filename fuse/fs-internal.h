@@ -25,6 +25,8 @@ void protect_refresh(VcfMount *m);
  * returns TRUE and sets *STEM_INDEX and *IS_FLAT. m->lock held. */
 gboolean clone_disk_name(VcfMount *m, const Node *clone_dir, const char *name,
                          guint *stem_index, gboolean *is_flat);
+/* The text of the flat descriptor shown beside DISK's flat file. */
+char *disk_descriptor(const char *stem, VcfDisk *disk);
 /* Reserved names in a clone's store folder that the mount never shows. */
 gboolean clone_reserved_name(const char *name);
 

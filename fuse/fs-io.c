@@ -2,7 +2,6 @@
  * is generated text, everything else is a real file passed through. */
 #include "config.h"
 #include "fs-internal.h"
-#include "flat-descriptor.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -13,6 +12,9 @@
 typedef struct {
     NodeKind kind;
     int fd;              /* NODE_PASS */
+    char *real;          /* NODE_PASS opened for writing: its realpath */
+    char *path;          /* ... and its mount path, for messages */
+    gint checked_gen;    /* atomic: protect_gen when last found unprotected */
     OpenClone *oc;       /* NODE_FLAT: holds oc->handles */
     VcfDisk *disk;       /* NODE_FLAT */
     char *text;          /* NODE_DESC */
@@ -27,6 +29,27 @@ static gboolean wants_write(int flags)
     return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
+static void handle_free(Handle *h)
+{
+    if (h->fd >= 0)
+        close(h->fd);
+    g_free(h->real);
+    g_free(h->path);
+    g_free(h->text);
+    g_free(h->clone);
+    g_free(h);
+}
+
+/* A passed-through file opened for writing: remember where it is, so that
+ * its writes stop if a clone starts to read it. m->lock held. */
+static void watch_writes(VcfMount *m, Handle *h, const char *real, const char *path)
+{
+    char *rp = realpath(real, NULL);
+    h->real = rp ? rp : g_strdup(real);
+    h->path = g_strdup(path);
+    h->checked_gen = g_atomic_int_get(&m->protect_gen);
+}
+
 static void reply_handle(fuse_req_t req, struct fuse_file_info *fi, Handle *h,
                          gboolean immutable)
 {
@@ -34,14 +57,8 @@ static void reply_handle(fuse_req_t req, struct fuse_file_info *fi, Handle *h,
     /* Only we change a clone's disk and a protected parent, so what the
      * kernel cached stays true between opens. */
     fi->keep_cache = immutable || h->kind == NODE_FLAT || h->kind == NODE_DESC;
-    if (fuse_reply_open(req, fi) == -ENOENT) {
-        /* The open was interrupted: nobody will release this handle. */
-        if (h->fd >= 0)
-            close(h->fd);
-        g_free(h->text);
-        g_free(h->clone);
-        g_free(h);
-    }
+    if (fuse_reply_open(req, fi) == -ENOENT)
+        handle_free(h);   /* the open was interrupted: nobody will release it */
 }
 
 void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -65,6 +82,8 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                                   "it stays read-only while the clone exists", n->path, who);
         } else if ((h->fd = open(n->real, fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY))) < 0) {
             err = errno;
+        } else if (wants_write(fi->flags)) {
+            watch_writes(m, h, n->real, n->path);
         }
         immutable = who != NULL;
     } else if (n->kind == NODE_FLAT) {
@@ -88,9 +107,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             why = g_strdup_printf("%s is generated from the clone's disk and cannot be written",
                                   n->path);
         } else if (oc != NULL && n->disk < vcf_clone_n_disks(oc->clone)) {
-            VcfDisk *disk = vcf_clone_get_disk(oc->clone, n->disk);
-            h->text = vcf_flat_descriptor(n->stem, vcf_disk_get_size(disk),
-                                          vcf_sparse_get_cid(vcf_disk_get_store(disk)));
+            h->text = disk_descriptor(n->stem, vcf_clone_get_disk(oc->clone, n->disk));
             h->text_len = strlen(h->text);
         } else if (oc != NULL) {
             err = ENOENT;
@@ -102,14 +119,10 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         h->kind = n->kind;
     g_mutex_unlock(&m->lock);
     if (error != NULL) {
-        g_free(h);
+        handle_free(h);
         reply_gerror(req, error);
     } else if (err != 0) {
-        if (h->fd >= 0)
-            close(h->fd);
-        g_free(h->text);
-        g_free(h->clone);
-        g_free(h);
+        handle_free(h);
         reply_errno(req, err, why);
     } else {
         reply_handle(req, fi, h, immutable);
@@ -142,31 +155,36 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
         err = EPERM;
         why = g_strdup_printf("%s: files cannot be made here; mkdir makes a clone", p->path);
     }
-    int fd = -1;
-    if (real != NULL && (fd = open(real, fi->flags | O_CREAT, mode)) < 0)
+    const char *who = real != NULL ? protected_by(m, real) : NULL;
+    if (who != NULL) {
+        err = EROFS;
+        why = g_strdup_printf("create %s/%s: linked clone %s reads this file", p->path, name, who);
+    }
+    Handle *h = g_new0(Handle, 1);
+    h->kind = NODE_PASS;
+    h->fd = -1;
+    if (err == 0 && (h->fd = open(real, fi->flags | O_CREAT, mode)) < 0)
         err = errno;
     struct fuse_entry_param e;
     GError *error = NULL;
     if (err == 0 && !lookup_locked(m, p, name, &e, &error))
         err = vcf_error_errno(error);
+    if (err == 0) {
+        g_autofree char *path = g_strconcat(p->path, "/", name, NULL);
+        watch_writes(m, h, real, path);
+    }
     g_mutex_unlock(&m->lock);
     if (err != 0) {
-        if (fd >= 0)
-            close(fd);
+        handle_free(h);
         if (error != NULL)
             reply_gerror(req, error);
         else
             reply_errno(req, err, why);
         return;
     }
-    Handle *h = g_new0(Handle, 1);
-    h->kind = NODE_PASS;
-    h->fd = fd;
     fi->fh = (uint64_t)(uintptr_t)h;
-    if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-        close(fd);
-        g_free(h);
-    }
+    if (fuse_reply_create(req, &e, fi) == -ENOENT)
+        handle_free(h);
 }
 
 static void reply_disk_error(fuse_req_t req, Handle *h, GError *error)
@@ -206,16 +224,46 @@ void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_buf(req, buf, size);
 }
 
+/* A write into a real file, unless a clone made since it was opened reads
+ * that file now. */
+static void write_passed(fuse_req_t req, VcfMount *m, Handle *h, const char *buf,
+                         size_t size, off_t off)
+{
+    if (h->real == NULL) {   /* opened read-only: the kernel would not ask */
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    g_rw_lock_reader_lock(&m->pass_writes);
+    gint gen = g_atomic_int_get(&m->protect_gen);
+    if (g_atomic_int_get(&h->checked_gen) != gen) {
+        g_mutex_lock(&m->lock);
+        g_autofree char *who = g_strdup(protected_by(m, h->real));
+        g_mutex_unlock(&m->lock);
+        if (who != NULL) {
+            g_rw_lock_reader_unlock(&m->pass_writes);
+            g_autofree char *why = g_strdup_printf(
+                "write into %s: linked clone %s reads this file now; a handle opened "
+                "before the clone was made can no longer write", h->path, who);
+            reply_errno(req, EROFS, why);
+            return;
+        }
+        g_atomic_int_set(&h->checked_gen, gen);
+    }
+    ssize_t n = pwrite(h->fd, buf, size, off);
+    int e = errno;
+    g_rw_lock_reader_unlock(&m->pass_writes);
+    if (n < 0)
+        fuse_reply_err(req, e);
+    else
+        fuse_reply_write(req, n);
+}
+
 void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
               off_t off, struct fuse_file_info *fi)
 {
     Handle *h = HANDLE(fi);
     if (h->kind == NODE_PASS) {
-        ssize_t n = pwrite(h->fd, buf, size, off);
-        if (n < 0)
-            fuse_reply_err(req, errno);
-        else
-            fuse_reply_write(req, n);
+        write_passed(req, VCF_MOUNT(req), h, buf, size, off);
         return;
     }
     if (h->kind != NODE_FLAT) {
@@ -272,15 +320,11 @@ void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     VcfMount *m = VCF_MOUNT(req);
     Handle *h = HANDLE(fi);
-    if (h->fd >= 0)
-        close(h->fd);
     if (h->oc != NULL) {
         g_mutex_lock(&m->lock);
         h->oc->handles--;
         g_mutex_unlock(&m->lock);
     }
-    g_free(h->text);
-    g_free(h->clone);
-    g_free(h);
+    handle_free(h);
     fuse_reply_err(req, 0);
 }

@@ -64,6 +64,7 @@ OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error)
     GPtrArray *files = vcf_clone_parent_files(c);
     for (guint i = 0; i < files->len; i++)
         g_hash_table_insert(m->protected, g_strdup(g_ptr_array_index(files, i)), g_strdup(name));
+    g_atomic_int_inc(&m->protect_gen);
     return oc;
 }
 
@@ -78,6 +79,15 @@ void protect_refresh(VcfMount *m)
         for (guint i = 0; i < files->len; i++)
             g_hash_table_insert(m->protected, g_strdup(g_ptr_array_index(files, i)), g_strdup(k));
     }
+    g_atomic_int_inc(&m->protect_gen);
+}
+
+char *disk_descriptor(const char *stem, VcfDisk *disk)
+{
+    VcfSparse *store = vcf_disk_get_store(disk);
+    VcfGeometry geo;
+    vcf_sparse_get_geometry(store, &geo);
+    return vcf_flat_descriptor(stem, vcf_disk_get_size(disk), vcf_sparse_get_cid(store), &geo);
 }
 
 const char *protected_by(VcfMount *m, const char *real)
@@ -110,6 +120,7 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     m->n_chains = n_chains ? n_chains : 1;
     m->timeout = timeout;
     g_mutex_init(&m->lock);
+    g_rw_lock_init(&m->pass_writes);
     g_mutex_init(&m->sync_lock);
     g_cond_init(&m->sync_cond);
     node_table_init(&m->nodes, m->root);
@@ -305,8 +316,7 @@ gboolean node_stat(VcfMount *m, const Node *n, struct stat *st, GError **error)
             st->st_size = vcf_disk_get_size(disk);
             /* st_blocks stays the store's: what the clone costs on disk. */
         } else {
-            g_autofree char *text = vcf_flat_descriptor(n->stem, vcf_disk_get_size(disk),
-                                                        vcf_sparse_get_cid(store));
+            g_autofree char *text = disk_descriptor(n->stem, disk);
             st->st_mode = S_IFREG | 0444;
             st->st_size = strlen(text);
             st->st_blocks = (st->st_size + 511) / 512;
@@ -563,7 +573,10 @@ static GPtrArray *list_node(VcfMount *m, const Node *n)
             for (guint j = 0; vm != NULL && j < vm->snapshots->len; j++) {
                 const VcfSnapshot *s = g_ptr_array_index(vm->snapshots, j);
                 g_autofree char *sn = g_strdup_printf("%s@%s", name, s->display_name);
-                if (strchr(s->display_name, '/') == NULL && strlen(sn) < 255)
+                /* Snapshots that share a name are one folder (whose mkdir
+                 * explains why it cannot choose). */
+                if (strchr(s->display_name, '/') == NULL && strlen(sn) < 255
+                    && vcf_vm_find_snapshot(vm, s->display_name) == s)
                     add_entry(list, sn, S_IFDIR);
             }
         }

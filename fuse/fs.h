@@ -16,12 +16,17 @@ typedef struct {
     guint n_chains;        /* libvmdk chains per parent disk */
     double timeout;        /* attribute and entry cache, seconds */
 
-    /* Lock order: lock, then a VcfDisk's own lock (never the reverse). */
+    /* Lock order: pass_writes, then lock, then a VcfDisk's own lock. */
     GMutex lock;
     NodeTable nodes;       /* lock */
     GHashTable *clones;    /* lock: name -> OpenClone* */
     GHashTable *hidden;    /* lock: mount paths of unlinked disk files */
     GHashTable *protected; /* lock: realpath -> name of a clone reading it */
+    gint protect_gen;      /* atomic: bumped whenever protected grows */
+    /* Writes to passed-through files hold it for reading, mkdir for
+     * writing: no write lands in a disk between its freezing by a snapshot
+     * and its protection. Taken before lock. */
+    GRWLock pass_writes;
 
     GThread *syncer;       /* syncs open disks every few seconds */
     GMutex sync_lock;

@@ -71,18 +71,35 @@ typedef struct {
     gboolean debug;
 } LogTarget;
 
+/* A message is one line whatever names it quotes: a clone name holding a
+ * newline must not forge a log line of its own. */
+static char *one_line(const char *msg)
+{
+    GString *out = g_string_sized_new(strlen(msg));
+    for (const unsigned char *c = (const unsigned char *)msg; *c; c++) {
+        if (*c == '\n')
+            g_string_append(out, "\\n");
+        else if (*c < 0x20 || *c == 0x7f)
+            g_string_append_printf(out, "\\x%02x", *c);
+        else
+            g_string_append_c(out, (char)*c);
+    }
+    return g_string_free(out, FALSE);
+}
+
 static GLogWriterOutput write_log(GLogLevelFlags level, const GLogField *fields,
                                   gsize n_fields, gpointer data)
 {
     LogTarget *t = data;
     if ((level & G_LOG_LEVEL_DEBUG) && !t->debug)
         return G_LOG_WRITER_HANDLED;
-    const char *msg = NULL;
+    const char *raw = NULL;
     for (gsize i = 0; i < n_fields; i++)
         if (g_str_equal(fields[i].key, "MESSAGE"))
-            msg = fields[i].value;
-    if (msg == NULL)
+            raw = fields[i].value;
+    if (raw == NULL)
         return G_LOG_WRITER_UNHANDLED;
+    g_autofree char *msg = one_line(raw);
     const char *what = level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL) ? "error"
         : level & G_LOG_LEVEL_WARNING ? "warning" : level & G_LOG_LEVEL_DEBUG ? "debug" : "info";
     if (t->file != NULL || t->foreground) {

@@ -229,7 +229,8 @@ static gboolean check_new_name(VcfLibrary *lib, const char *name, GError **error
 /* Resolves SOURCE to its VM and the disks the clone will sit on; for the
  * current state, takes the snapshot that freezes them. */
 static VcfVm *resolve_source(VcfLibrary *lib, const char *source, const char *name,
-                             GPtrArray **disks, char **snapshot, GError **error)
+                             GPtrArray **disks, char **snapshot, VcfSnapshotUndo **undo,
+                             GError **error)
 {
     g_autofree char *vm_name = g_strndup(source, strcspn(source, "@"));
     const char *snap = strchr(source, '@');
@@ -241,6 +242,13 @@ static VcfVm *resolve_source(VcfLibrary *lib, const char *source, const char *na
         if (s == NULL) {
             g_set_error(error, VCF_ERROR, ENOENT, "VM %s has no snapshot named \"%s\"",
                         vm->name, snap + 1);
+            return NULL;
+        }
+        guint same = vcf_vm_count_snapshots_named(vm, snap + 1);
+        if (same > 1) {
+            /* As VixVM_GetNamedSnapshot: VIX_E_SNAPSHOT_NONUNIQUE_NAME. */
+            g_set_error(error, VCF_ERROR, EINVAL, "VM %s has %u snapshots named \"%s\"; "
+                        "rename all but one in VMware to clone it", vm->name, same, snap + 1);
             return NULL;
         }
         *disks = g_ptr_array_ref(s->disks);
@@ -264,10 +272,16 @@ static VcfVm *resolve_source(VcfLibrary *lib, const char *source, const char *na
         g_set_error(error, VCF_ERROR, EINVAL, "%s has no virtual disk to clone", vm->vmx_path);
         return NULL;
     }
+    /* A name used before (by a deleted clone) gets a number, so that
+     * every source stays one folder. */
     g_autofree char *display = g_strdup_printf("vmclonefs: %s", name);
+    for (guint i = 2; vcf_vm_find_snapshot(vm, display) != NULL; i++) {
+        g_free(display);
+        display = g_strdup_printf("vmclonefs: %s (%u)", name, i);
+    }
     g_autofree char *desc = g_strdup_printf("Base of linked clone %s, made by vmclonefs", name);
     g_autofree char *uid = NULL;
-    if (!vcf_snapshot_take(vm, vcf_library_root(lib), display, desc, &uid, error))
+    if (!vcf_snapshot_take(vm, vcf_library_root(lib), display, desc, &uid, undo, error))
         return NULL;
     *disks = g_ptr_array_ref(vm->disks);
     *snapshot = g_steal_pointer(&display);
@@ -289,9 +303,13 @@ static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
         g_autofree char *path = g_build_filename(dir, file, NULL);
         /* Relative to the final folder, which sits beside this one. */
         g_autofree char *hint = vcf_relative_path(final, d->path);
+        VcfGeometry geo;
+        if (!vcf_geometry_of_disk(&geo, d->path, vcf_parent_get_size(parent), "lsilogic", error))
+            return FALSE;
         VcfSparseParams p = { .capacity = vcf_parent_get_size(parent),
                               .parent_cid = vcf_parent_get_cid(parent),
-                              .parent_hint = hint };
+                              .parent_hint = hint,
+                              .geometry = &geo };
         VcfSparse *s = vcf_sparse_create(path, &p, error);
         if (s == NULL || !vcf_sparse_close(s, error))
             return FALSE;
@@ -308,13 +326,8 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
 {
     if (!check_new_name(lib, name, error))
         return FALSE;
-    g_autoptr(GPtrArray) disks = NULL;
-    g_autofree char *snapshot = NULL;
-    g_autoptr(VcfVm) vm = resolve_source(lib, source, name, &disks, &snapshot, error);
-    if (vm == NULL)
-        return FALSE;
-
-    /* Made out of sight, then renamed into place in one step. */
+    /* Made out of sight, then renamed into place in one step; made first,
+     * so that a store that cannot be written fails before the VM changes. */
     const char *root = vcf_library_store_root(lib);
     g_autofree char *final = g_build_filename(root, name, NULL);
     g_autofree char *tmp = g_build_filename(root, ".creating-XXXXXX", NULL);
@@ -322,15 +335,35 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
         vcf_set_errno(error, errno, root);
         return FALSE;
     }
-    if (!fill_store(lib, tmp, final, vm, disks, source, snapshot, name, error)) {
+    g_autoptr(GPtrArray) disks = NULL;
+    g_autofree char *snapshot = NULL;
+    g_autoptr(VcfSnapshotUndo) undo = NULL;
+    g_autoptr(VcfVm) vm = resolve_source(lib, source, name, &disks, &snapshot, &undo, error);
+    if (vm == NULL) {
         vcf_remove_tree(tmp);
         return FALSE;
     }
-    if (g_rename(tmp, final) < 0) {
+    gboolean ok = fill_store(lib, tmp, final, vm, disks, source, snapshot, name, error);
+    if (ok && g_rename(tmp, final) < 0) {
         int e = errno;
         g_set_error(error, VCF_ERROR, e == ENOTEMPTY ? EEXIST : e,
                     "renaming %s to %s: %s", tmp, final, g_strerror(e));
+        ok = FALSE;
+    }
+    if (!ok) {
         vcf_remove_tree(tmp);
+        /* Nothing ran in the new deltas yet: the VM goes back as it was. */
+        GError *e = NULL;
+        if (undo != NULL && !vcf_snapshot_undo(undo, &e)) {
+            if (error != NULL && *error != NULL) {
+                char *msg = g_strdup_printf("%s; taking back snapshot \"%s\" of %s failed "
+                                            "too: %s", (*error)->message, snapshot, vm->name,
+                                            e->message);
+                g_free((*error)->message);
+                (*error)->message = msg;
+            }
+            g_error_free(e);
+        }
         return FALSE;
     }
     return vcf_fsync_dir(root, error);

@@ -1,10 +1,10 @@
 #include "config.h"
 #include "flat-descriptor.h"
 
-char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid)
+char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid,
+                          const VcfGeometry *geometry)
 {
-    guint64 sectors = capacity / 512;
-    guint64 cyl = MIN(sectors / (255 * 63), 65535);
+    g_autofree char *ddb = vcf_geometry_ddb_lines(geometry);
     return g_strdup_printf("# Disk DescriptorFile\n"
                            "version=1\n"
                            "encoding=\"UTF-8\"\n"
@@ -19,9 +19,6 @@ char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid)
                            "#DDB\n"
                            "\n"
                            "ddb.virtualHWVersion = \"4\"\n"
-                           "ddb.geometry.cylinders = \"%" G_GUINT64_FORMAT "\"\n"
-                           "ddb.geometry.heads = \"255\"\n"
-                           "ddb.geometry.sectors = \"63\"\n"
-                           "ddb.adapterType = \"lsilogic\"\n",
-                           cid, sectors, stem, cyl);
+                           "%s",
+                           cid, capacity / 512, stem, ddb);
 }

@@ -3,5 +3,8 @@
  * qemu-img and libvmdk open the served disk as an ordinary flat VMDK. */
 #pragma once
 #include <glib.h>
+#include "descriptor.h"
 
-char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid);
+/* GEOMETRY: the clone's, which is its parent's (the guest sees one disk). */
+char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid,
+                          const VcfGeometry *geometry);

@@ -313,3 +313,13 @@ const VcfSnapshot *vcf_vm_find_snapshot(const VcfVm *vm, const char *display_nam
     }
     return NULL;
 }
+
+guint vcf_vm_count_snapshots_named(const VcfVm *vm, const char *display_name)
+{
+    guint n = 0;
+    for (guint i = 0; i < vm->snapshots->len; i++) {
+        const VcfSnapshot *s = g_ptr_array_index(vm->snapshots, i);
+        n += g_strcmp0(s->display_name, display_name) == 0;
+    }
+    return n;
+}

@@ -60,3 +60,5 @@ void vcf_vm_free(VcfVm *vm);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfVm, vcf_vm_free)
 /* The snapshot with DISPLAY_NAME, or NULL. */
 const VcfSnapshot *vcf_vm_find_snapshot(const VcfVm *vm, const char *display_name);
+/* How many snapshots have that name: VMware allows several. */
+guint vcf_vm_count_snapshots_named(const VcfVm *vm, const char *display_name);

@@ -2,6 +2,7 @@
 #include "snapshot.h"
 #include "names.h"
 #include "parent.h"
+#include "fileutil.h"
 #include "sparse.h"
 #include "vcf-error.h"
 #include "vmx.h"
@@ -107,19 +108,83 @@ static gboolean add_to_vmsd(const VcfVm *vm, const char *display_name,
     return TRUE;
 }
 
+struct VcfSnapshotUndo {
+    char *vmx_path;
+    GBytes *vmx;        /* the .vmx as it was */
+    char *vmsd_path;
+    GBytes *vmsd;       /* the .vmsd as it was, NULL if there was none */
+    GPtrArray *deltas;  /* the new delta files */
+};
+
+void vcf_snapshot_undo_free(VcfSnapshotUndo *u)
+{
+    if (u == NULL)
+        return;
+    g_free(u->vmx_path);
+    g_free(u->vmsd_path);
+    if (u->vmx)
+        g_bytes_unref(u->vmx);
+    if (u->vmsd)
+        g_bytes_unref(u->vmsd);
+    g_ptr_array_unref(u->deltas);
+    g_free(u);
+}
+
+static GBytes *read_bytes(const char *path, GError **error)
+{
+    char *text;
+    gsize len;
+    if (!g_file_get_contents(path, &text, &len, error))
+        return NULL;
+    return g_bytes_new_take(text, len);
+}
+
+static gboolean restore(const char *path, GBytes *bytes, GError **error)
+{
+    if (bytes == NULL) {
+        if (g_unlink(path) < 0 && errno != ENOENT) {
+            vcf_set_errno(error, errno, path);
+            return FALSE;
+        }
+        return vcf_fsync_dir(path, error);
+    }
+    gsize len;
+    const void *data = g_bytes_get_data(bytes, &len);
+    return vcf_file_write_atomic(path, data, len, error);
+}
+
+gboolean vcf_snapshot_undo(VcfSnapshotUndo *u, GError **error)
+{
+    if (!restore(u->vmx_path, u->vmx, error) || !restore(u->vmsd_path, u->vmsd, error))
+        return FALSE;
+    for (guint i = 0; i < u->deltas->len; i++)
+        g_unlink(g_ptr_array_index(u->deltas, i));
+    return TRUE;
+}
+
 gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
                            const char *display_name, const char *description,
-                           char **uid_out, GError **error)
+                           char **uid_out, VcfSnapshotUndo **undo_out, GError **error)
 {
     if (vm->power != VCF_POWER_OFF) {
         g_set_error(error, VCF_ERROR, EBUSY, "%s is not powered off (%s)", vm->name,
                     vm->power_reason);
         return FALSE;
     }
+    g_autoptr(VcfSnapshotUndo) undo = g_new0(VcfSnapshotUndo, 1);
+    undo->deltas = g_ptr_array_new_with_free_func(g_free);
+    undo->vmx_path = g_strdup(vm->vmx_path);
+    g_autofree char *stem = g_strndup(vm->vmx_path, strlen(vm->vmx_path) - 4);
+    undo->vmsd_path = g_strconcat(stem, ".vmsd", NULL);
+    if ((undo->vmx = read_bytes(undo->vmx_path, error)) == NULL)
+        return FALSE;
+    if (g_file_test(undo->vmsd_path, G_FILE_TEST_EXISTS)
+        && (undo->vmsd = read_bytes(undo->vmsd_path, error)) == NULL)
+        return FALSE;
     g_autoptr(VcfVmx) vmx = vcf_vmx_load(vm->vmx_path, error);
     if (vmx == NULL)
         return FALSE;
-    g_autoptr(GPtrArray) made = g_ptr_array_new_with_free_func(g_free);
+    GPtrArray *made = undo->deltas;
     for (guint i = 0; i < vm->disks->len; i++) {
         const VcfVmDisk *d = g_ptr_array_index(vm->disks, i);
         g_autoptr(VcfParent) cur = vcf_parent_open(d->path, confine, 1, error);
@@ -128,10 +193,15 @@ gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
         g_autofree char *name = vcf_snapshot_delta_name(vm->dir, d->file_name);
         g_autofree char *path = g_build_filename(vm->dir, name, NULL);
         g_autofree char *hint = vcf_relative_path(vm->dir, d->path);
+        /* The guest goes on seeing the disk it saw: the parent's geometry. */
+        VcfGeometry geo;
+        if (!vcf_geometry_of_disk(&geo, d->path, vcf_parent_get_size(cur),
+                                  adapter_of(vmx, d->node), error))
+            goto undo;
         VcfSparseParams p = { .capacity = vcf_parent_get_size(cur),
                               .parent_cid = vcf_parent_get_cid(cur),
                               .parent_hint = hint,
-                              .adapter_type = adapter_of(vmx, d->node) };
+                              .geometry = &geo };
         if (!vcf_sparse_create_extent(path, &p, error))
             goto undo;
         g_ptr_array_add(made, g_strdup(path));
@@ -141,7 +211,13 @@ gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
     if (!vcf_vmx_save(vmx, vm->vmx_path, error))
         goto undo;
     /* The chain is now correct whatever happens to the .vmsd. */
-    return add_to_vmsd(vm, display_name, description, uid_out, error);
+    if (!add_to_vmsd(vm, display_name, description, uid_out, error)) {
+        vcf_snapshot_undo(undo, NULL);
+        return FALSE;
+    }
+    if (undo_out != NULL)
+        *undo_out = g_steal_pointer(&undo);
+    return TRUE;
 undo:
     for (guint i = 0; i < made->len; i++)
         g_unlink(g_ptr_array_index(made, i));

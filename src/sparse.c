@@ -1,5 +1,6 @@
 #include "config.h"
 #include "sparse.h"
+#include "descriptor.h"
 #include "fileutil.h"
 #include "grain-sums.h"
 #include "table.h"
@@ -128,11 +129,15 @@ static gboolean write_header(VcfSparse *s, GError **error)
 
 static char *descriptor_text(guint32 cid, guint32 parent_cid,
                              const char *parent_hint, guint64 sectors,
-                             const char *extent_name, const char *adapter)
+                             const char *extent_name, const VcfGeometry *geometry)
 {
     GString *d = g_string_new("# Disk DescriptorFile\n");
-    guint heads = g_str_equal(adapter, "ide") ? 16 : 255;
-    guint64 cyl = MIN(sectors / (heads * 63u), 65535u);
+    VcfGeometry g;
+    if (geometry != NULL)
+        g = *geometry;
+    else
+        vcf_geometry_default(&g, sectors * SECTOR, "lsilogic");
+    g_autofree char *ddb = vcf_geometry_ddb_lines(&g);
     g_string_append_printf(d, "version=1\nencoding=\"UTF-8\"\nCID=%08x\n"
                            "parentCID=%08x\ncreateType=\"monolithicSparse\"\n",
                            cid, parent_cid);
@@ -140,41 +145,14 @@ static char *descriptor_text(guint32 cid, guint32 parent_cid,
         g_string_append_printf(d, "parentFileNameHint=\"%s\"\n", parent_hint);
     g_string_append_printf(d, "\n# Extent description\nRW %" G_GUINT64_FORMAT
                            " SPARSE \"%s\"\n\n# The Disk Data Base\n#DDB\n\n"
-                           "ddb.virtualHWVersion = \"4\"\n"
-                           "ddb.geometry.cylinders = \"%" G_GUINT64_FORMAT "\"\n"
-                           "ddb.geometry.heads = \"%u\"\n"
-                           "ddb.geometry.sectors = \"63\"\n"
-                           "ddb.adapterType = \"%s\"\n",
-                           sectors, extent_name, cyl, heads, adapter);
+                           "ddb.virtualHWVersion = \"4\"\n%s",
+                           sectors, extent_name, ddb);
     return g_string_free(d, FALSE);
-}
-
-/* Value of KEY=... in descriptor text (quotes stripped), or NULL. */
-static char *descriptor_get(const char *text, const char *key)
-{
-    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-    gsize klen = strlen(key);
-    for (char **l = lines; *l != NULL; l++) {
-        char *line = g_strstrip(*l);
-        if (g_ascii_strncasecmp(line, key, klen) != 0)
-            continue;
-        char *rest = g_strchug(line + klen);
-        if (*rest != '=')
-            continue;
-        char *v = g_strstrip(rest + 1);
-        gsize vl = strlen(v);
-        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
-            v[vl - 1] = '\0';
-            v++;
-        }
-        return g_strdup(v);
-    }
-    return NULL;
 }
 
 static gboolean parse_cid(const char *text, const char *key, guint32 *out)
 {
-    g_autofree char *v = descriptor_get(text, key);
+    g_autofree char *v = vcf_descriptor_get(text, key);
     if (v == NULL || *v == '\0' || strlen(v) > 8)
         return FALSE;
     char *end;
@@ -283,8 +261,7 @@ static VcfSparse *write_new(const char *path, const VcfSparseParams *p,
     s->parent_hint = g_strdup(p->parent_hint);
     g_autofree char *base = g_path_get_basename(path);
     s->descriptor = descriptor_text(s->cid, p->parent_cid, p->parent_hint,
-                                    capacity / SECTOR, base,
-                                    p->adapter_type ? p->adapter_type : "lsilogic");
+                                    capacity / SECTOR, base, p->geometry);
     s->header = (SparseHeader){
         .magic = VMDK_MAGIC, .version = 1, .flags = FLAG_NL_DETECT,
         .capacity = capacity / SECTOR, .grain_size = GRAIN_SECTORS,
@@ -395,8 +372,8 @@ static gboolean load_descriptor(VcfSparse *s, GError **error)
         return bad(error, s->path, "descriptor has no valid CID");
     if (!parse_cid(text, "parentCID", &s->parent_cid))
         s->parent_cid = VCF_CID_NONE;
-    s->parent_hint = descriptor_get(text, "parentFileNameHint");
-    g_autofree char *type = descriptor_get(text, "createType");
+    s->parent_hint = vcf_descriptor_get(text, "parentFileNameHint");
+    g_autofree char *type = vcf_descriptor_get(text, "createType");
     if (type == NULL || g_ascii_strcasecmp(type, "monolithicSparse") != 0)
         return bad(error, s->path, "createType is not monolithicSparse");
     s->descriptor = g_steal_pointer(&text);
@@ -632,4 +609,9 @@ gboolean vcf_sparse_sync(VcfSparse *s, GError **error)
         return FALSE;
     s->data_unsynced = FALSE;
     return TRUE;
+}
+
+void vcf_sparse_get_geometry(const VcfSparse *s, VcfGeometry *g)
+{
+    vcf_geometry_from_descriptor(g, s->descriptor, s->capacity, "lsilogic");
 }

@@ -25,6 +25,7 @@
  * readers share. */
 #pragma once
 #include <glib.h>
+#include "descriptor.h"
 
 #define VCF_GRAIN_SIZE 65536u
 #define VCF_CID_NONE 0xffffffffu
@@ -35,7 +36,7 @@ typedef struct {
     guint64 capacity;          /* bytes; rounded up to a 512-byte sector */
     guint32 parent_cid;        /* VCF_CID_NONE for a disk with no parent */
     const char *parent_hint;   /* parentFileNameHint, NULL for none */
-    const char *adapter_type;  /* ddb.adapterType; NULL means "lsilogic" */
+    const VcfGeometry *geometry; /* ddb adapter and geometry; NULL: lsilogic's */
 } VcfSparseParams;
 
 typedef enum {
@@ -55,6 +56,8 @@ gboolean vcf_sparse_create_extent(const char *path, const VcfSparseParams *param
  * message naming the file; checksums are re-derived after an unclean
  * shutdown (see vcf_sparse_get_recovered_grains). */
 VcfSparse *vcf_sparse_open(const char *path, gboolean writable, GError **error);
+/* The adapter type and BIOS geometry its descriptor gives the disk. */
+void vcf_sparse_get_geometry(const VcfSparse *sparse, VcfGeometry *geometry);
 /* Syncs, clears the unclean flag and closes. Errors are reported, the
  * store is freed either way. */
 gboolean vcf_sparse_close(VcfSparse *sparse, GError **error);

@@ -165,7 +165,7 @@ START_TEST(take_snapshot)
     g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
     g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
     g_autofree char *uid = NULL;
-    ck_assert_msg(vcf_snapshot_take(vm, dir, "first", "d", &uid, &error), "%s",
+    ck_assert_msg(vcf_snapshot_take(vm, dir, "first", "d", &uid, NULL, &error), "%s",
                   error ? error->message : "");
     ck_assert_str_eq(uid, "1");
     g_autoptr(VcfVm) after = vcf_library_load_vm(lib, "Web", &error);
@@ -185,7 +185,7 @@ START_TEST(take_snapshot)
 
     /* A second snapshot continues the numbering and the tree. */
     g_autofree char *uid2 = NULL;
-    ck_assert(vcf_snapshot_take(after, dir, "second", "d", &uid2, &error));
+    ck_assert(vcf_snapshot_take(after, dir, "second", "d", &uid2, NULL, &error));
     ck_assert_str_eq(uid2, "2");
     g_autoptr(VcfVm) again = vcf_library_load_vm(lib, "Web", &error);
     ck_assert_str_eq(((VcfVmDisk *)g_ptr_array_index(again->disks, 0))->file_name, "Web-000002.vmdk");
@@ -197,9 +197,52 @@ START_TEST(take_snapshot)
     again->power = VCF_POWER_ON;
     again->power_reason = g_strdup("test");
     g_autofree char *uid3 = NULL;
-    ck_assert(!vcf_snapshot_take(again, dir, "third", "d", &uid3, &error));
+    ck_assert(!vcf_snapshot_take(again, dir, "third", "d", &uid3, NULL, &error));
     ck_assert_int_eq(error->code, EBUSY);
     g_clear_error(&error);
+}
+END_TEST
+
+static char *slurp(const char *rel)
+{
+    g_autofree char *path = g_build_filename(dir, rel, NULL);
+    char *text = NULL;
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return NULL;
+    return text;
+}
+
+START_TEST(undo_snapshot)
+{
+    /* The oracle: the files' bytes before the snapshot. */
+    put("Web/Web.vmx", "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"Web.vmdk\"\n"
+                       "sata0:1.present = \"TRUE\"\nsata0:1.fileName = \"Web_1.vmdk\"\n");
+    make_disk("Web/Web.vmdk", "8M");
+    make_disk("Web/Web_1.vmdk", "4M");
+    g_autofree char *vmx_before = slurp("Web/Web.vmx");
+    GError *error = NULL;
+    g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
+    g_autofree char *uid = NULL;
+    g_autoptr(VcfSnapshotUndo) undo = NULL;
+    ck_assert(vcf_snapshot_take(vm, dir, "first", "d", &uid, &undo, &error));
+    ck_assert(undo != NULL);
+    g_autofree char *vmx_mid = slurp("Web/Web.vmx");
+    ck_assert(strstr(vmx_mid, "Web-000001.vmdk") != NULL);
+    ck_assert(g_file_test(g_build_filename(dir, "Web", "Web_1-000001.vmdk", NULL), G_FILE_TEST_EXISTS));
+
+    ck_assert_msg(vcf_snapshot_undo(undo, &error), "%s", error ? error->message : "");
+    g_autofree char *vmx_after = slurp("Web/Web.vmx");
+    ck_assert_str_eq(vmx_after, vmx_before);
+    g_autofree char *vmsd_after = slurp("Web/Web.vmsd");
+    ck_assert_msg(vmsd_after == NULL, "a .vmsd that did not exist was left");
+    g_autofree char *d0 = g_build_filename(dir, "Web", "Web-000001.vmdk", NULL);
+    g_autofree char *d1 = g_build_filename(dir, "Web", "Web_1-000001.vmdk", NULL);
+    ck_assert(!g_file_test(d0, G_FILE_TEST_EXISTS));
+    ck_assert(!g_file_test(d1, G_FILE_TEST_EXISTS));
+    g_autoptr(VcfVm) again = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert_uint_eq(again->snapshots->len, 0);
+    ck_assert_str_eq(((VcfVmDisk *)g_ptr_array_index(again->disks, 0))->file_name, "Web.vmdk");
 }
 END_TEST
 
@@ -250,6 +293,7 @@ int main(void)
     tcase_add_test(tc, disk_outside_library_is_refused);
     tcase_add_test(tc, vmsd_snapshots);
     tcase_add_test(tc, take_snapshot);
+    tcase_add_test(tc, undo_snapshot);
     tcase_add_test(tc, names);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

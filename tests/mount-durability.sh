@@ -104,8 +104,9 @@ flat, logpath, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 f0, f1, w0, w1 = (int(a) for a in sys.argv[4:8])
 G = 65536
 rnd = random.Random(seed)
-fd = os.open(flat, os.O_RDWR)
 log = open(logpath, "w", buffering=1)
+fd = os.open(flat, os.O_RDWR)
+log.write("O\n")
 
 def pwrite_all(data, off):
     done = 0
@@ -187,11 +188,13 @@ W0=$((8 * 1024 * 1024)); W1=$((16 * 1024 * 1024 - 2 * G))
 total_fsynced=0
 for round in 1 2 3 4 5; do
     cp "$T/model.raw" "$T/pre.raw"
+    rm -f "$T/writer.log"
     python3 "$T/writer.py" "$FLAT" "$T/writer.log" "$round" $F0 $F1 $W0 $W1 2>"$T/writer.err" &
     wpid=$!
-    # Let it get going, then kill at a random moment 0.1-1.6 s later.
-    for _ in $(seq 100); do
-        [ -s "$T/writer.log" ] && break
+    # Let it get going (opened the disk, started two writes), then kill at
+    # a random moment up to 1.6 s later.
+    for _ in $(seq 250); do
+        [ -f "$T/writer.log" ] && [ "$(wc -l <"$T/writer.log")" -ge 3 ] && break
         sleep 0.02
     done
     sleep "$(( RANDOM % 16 / 10 )).$(( RANDOM % 10 ))"

@@ -1,0 +1,115 @@
+/* Descriptors and disk geometry: read from files qemu-img wrote (the
+ * oracle for where a descriptor lives and what it says), and defaults for
+ * what is missing or malformed. */
+#include "config.h"
+#include "descriptor.h"
+#include "vcf-error.h"
+#include "test-util.h"
+
+#include <check.h>
+#include <errno.h>
+#include <string.h>
+
+static char *dir;
+
+static void setup(void) { dir = test_tmpdir_new(); }
+static void teardown(void) { test_tmpdir_free(dir); }
+
+static char *qemu_vmdk(const char *name, const char *opts, const char *size)
+{
+    char *path = g_build_filename(dir, name, NULL);
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", "vmdk", "-o", opts, path, size, NULL };
+    ck_assert_int_eq(test_run(argv, NULL), 0);
+    return path;
+}
+
+START_TEST(embedded_descriptor_of_a_sparse_extent)
+{
+    g_autofree char *path = qemu_vmdk("ide.vmdk", "adapter_type=ide", "100M");
+    GError *error = NULL;
+    g_autofree char *text = vcf_descriptor_load(path, &error);
+    ck_assert_msg(text != NULL, "%s", error ? error->message : "");
+    g_autofree char *type = vcf_descriptor_get(text, "createType");
+    ck_assert_str_eq(type, "monolithicSparse");
+    VcfGeometry g;
+    ck_assert(vcf_geometry_of_disk(&g, path, 100 << 20, "lsilogic", &error));
+    ck_assert_str_eq(g.adapter, "ide");
+    ck_assert_uint_eq(g.heads, 16);
+    ck_assert_uint_eq(g.sectors, 63);
+    ck_assert_uint_eq(g.cylinders, (100u << 20) / 512 / (16 * 63));
+}
+END_TEST
+
+START_TEST(descriptor_file_of_a_split_disk)
+{
+    g_autofree char *path = qemu_vmdk("split.vmdk", "subformat=twoGbMaxExtentSparse,adapter_type=buslogic",
+                                      "10M");
+    GError *error = NULL;
+    VcfGeometry g;
+    ck_assert_msg(vcf_geometry_of_disk(&g, path, 10 << 20, "lsilogic", &error), "%s",
+                  error ? error->message : "");
+    ck_assert_str_eq(g.adapter, "buslogic");
+    ck_assert_uint_eq(g.heads, 255);
+}
+END_TEST
+
+START_TEST(missing_and_malformed_values_fall_back)
+{
+    VcfGeometry g;
+    vcf_geometry_from_descriptor(&g, "# Disk DescriptorFile\nCID=12345678\n", 1 << 30, "ide");
+    ck_assert_str_eq(g.adapter, "ide");
+    ck_assert_uint_eq(g.heads, 16);
+    ck_assert_uint_eq(g.cylinders, (1u << 30) / 512 / (16 * 63));
+    /* Quotes or spaces in the adapter would break the descriptors we write. */
+    vcf_geometry_from_descriptor(&g, "ddb.adapterType = \"ls\\\" x\"\n"
+                                     "ddb.geometry.heads = \"300\"\n", 1 << 30, "lsilogic");
+    ck_assert_str_eq(g.adapter, "lsilogic");
+    ck_assert_uint_eq(g.heads, 255);
+    /* Keys are case-insensitive, as VMware reads them. */
+    vcf_geometry_from_descriptor(&g, "DDB.AdapterType = \"pvscsi\"\nddb.geometry.cylinders = \"7\"\n"
+                                     "ddb.geometry.heads = \"4\"\nddb.geometry.sectors = \"32\"\n",
+                                 1 << 20, "ide");
+    ck_assert_str_eq(g.adapter, "pvscsi");
+    ck_assert_uint_eq(g.cylinders, 7);
+    ck_assert_uint_eq(g.heads, 4);
+    ck_assert_uint_eq(g.sectors, 32);
+    g_autofree char *lines = vcf_geometry_ddb_lines(&g);
+    ck_assert(strstr(lines, "ddb.adapterType = \"pvscsi\"\n") != NULL);
+    ck_assert(strstr(lines, "ddb.geometry.cylinders = \"7\"\n") != NULL);
+}
+END_TEST
+
+START_TEST(not_a_vmdk_is_einval)
+{
+    g_autofree char *path = g_build_filename(dir, "junk.vmdk", NULL);
+    ck_assert(g_file_set_contents(path, "\x7f" "ELF junk", -1, NULL));
+    GError *error = NULL;
+    ck_assert(vcf_descriptor_load(path, &error) == NULL);
+    ck_assert_int_eq(error->code, EINVAL);
+    ck_assert(strstr(error->message, "junk.vmdk") != NULL);
+    g_clear_error(&error);
+    /* A sparse header whose descriptor offset points nowhere. */
+    char head[512] = "KDMV";
+    ck_assert(g_file_set_contents(path, head, sizeof head, NULL));
+    ck_assert(vcf_descriptor_load(path, &error) == NULL);
+    ck_assert_int_eq(error->code, EINVAL);
+    g_clear_error(&error);
+    g_autofree char *none = g_build_filename(dir, "none.vmdk", NULL);
+    ck_assert(vcf_descriptor_load(none, &error) == NULL);
+    ck_assert_int_eq(error->code, ENOENT);
+    g_clear_error(&error);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("descriptor");
+    TCase *tc = tcase_create("descriptor");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, embedded_descriptor_of_a_sparse_extent);
+    tcase_add_test(tc, descriptor_file_of_a_split_disk);
+    tcase_add_test(tc, missing_and_malformed_values_fall_back);
+    tcase_add_test(tc, not_a_vmdk_is_einval);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s);
+}

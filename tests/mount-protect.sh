@@ -1,0 +1,179 @@
+#!/bin/bash
+# While a linked clone exists, the disks it reads are protected through the
+# mount: not deleted (EBUSY), not written or truncated (EROFS or EBUSY), not
+# renamed or replaced (EBUSY), and their VM folder is not renamed or removed;
+# their bytes never change. The rest of the VM (its .vmx, its newest delta)
+# stays writable. Protection holds across a remount and is lifted when the
+# last clone that needs the disk is deleted.
+# shellcheck disable=SC2119,SC2154  # make check sets top_srcdir; lib's functions take no args here
+# shellcheck source=tests/lib.sh
+. "$top_srcdir/tests/lib.sh"
+
+SOFT_FAILS=0
+soft_fail() { echo "FAIL: $*" >&2; SOFT_FAILS=$((SOFT_FAILS + 1)); }
+
+log_mark() { LOG_MARK=$(wc -l <"$LOG"); }
+log_lines() {
+    local out s
+    out=$(tail -n +"$((LOG_MARK + 1))" "$LOG")
+    for s in "$@"; do out=$(grep -aF -- "$s" <<<"$out" || true); done
+    printf '%s' "$out"
+}
+expect_log() {
+    local what=$1
+    shift
+    for _ in $(seq 20); do
+        [ -n "$(log_lines "$@")" ] && return 0
+        sleep 0.05
+    done
+    soft_fail "$what: no log line since the command holding all of: $*"
+}
+expect_err() {
+    local what=$1 msg=$2 out
+    shift 2
+    log_mark
+    if out=$("$@" 2>&1); then
+        fail "$what: '$*' succeeded; expected \"$msg\""
+    fi
+    [[ $out == *"$msg"* ]] || fail "$what: expected \"$msg\", got: $out"
+}
+sha() { sha256sum <"$1" | cut -d' ' -f1; }
+# truncate(2) by path, as opposed to coreutils' truncate, which opens the file.
+truncate_path() { perl -e 'truncate($ARGV[0], $ARGV[1]) or die "truncate: $!\n"' "$1" "$2"; }
+
+# Every way to change FILE (a path in the mount, VM folder DIR) is refused
+# while clone WHO reads it; its bytes stay SHA.
+assert_protected() {
+    local f=$1 who=$2 sum=$3 dir name
+    dir=$(dirname "$f")
+    name=$(basename "$f")
+    expect_err "rm $name" "Device or resource busy" rm -f "$f"
+    expect_log "rm $name" "$name" "linked clone $who"
+    expect_err "write into $name" "Read-only file system" \
+        dd if=/dev/zero of="$f" bs=512 count=1 conv=notrunc status=none
+    expect_log "write into $name" "$name" "linked clone $who"
+    # shellcheck disable=SC2016  # $1 is sh's
+    expect_err "O_TRUNC on $name" "Read-only file system" sh -c ': >"$1"' sh "$f"
+    expect_err "coreutils truncate of $name" "Read-only file system" truncate -s 0 "$f"
+    expect_err "truncate(2) of $name" "Device or resource busy" truncate_path "$f" 0
+    expect_log "truncate(2) of $name" "$name" "linked clone $who"
+    expect_err "rename of $name" "Device or resource busy" mv "$f" "$dir/$name.moved"
+    expect_log "rename of $name" "$name" "linked clone $who"
+    echo "replacement" >"$T/replacement"
+    cp "$T/replacement" "$dir/replacement.tmp"
+    expect_err "rename over $name" "Device or resource busy" mv -f "$dir/replacement.tmp" "$f"
+    rm "$dir/replacement.tmp"
+    [ -f "$f" ] || fail "$name is gone"
+    [ ! -e "$dir/$name.moved" ] || fail "$name was moved"
+    [ "$(sha "$f")" = "$sum" ] || fail "$name changed through the mount"
+}
+
+make_library
+raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/ubuntu.raw"
+raw_of "$LIB/Chain/Chain-000002.vmdk" "$T/chain.raw"
+sum_u=$(sha "$LIB/Ubuntu/Ubuntu.vmdk")
+mount_lib
+C=$MNT/clones
+MNT_U=$MNT/Ubuntu
+
+# ---- nothing depends on Ubuntu.vmdk yet: it can be renamed (and back)
+mv "$MNT_U/Ubuntu.vmdk" "$MNT_U/Ubuntu.vmdk.moved" || fail "rename of an unprotected disk"
+mv "$MNT_U/Ubuntu.vmdk.moved" "$MNT_U/Ubuntu.vmdk" || fail "rename back"
+
+mkdir "$C/Ubuntu/p1" || fail "mkdir clones/Ubuntu/p1"
+assert_protected "$MNT_U/Ubuntu.vmdk" p1 "$sum_u"
+# The VM folder holds it: no rename, no rmdir.
+expect_err "rename of the VM folder" "Device or resource busy" mv "$MNT_U" "$MNT/Ubuntu2"
+expect_log "rename of the VM folder" 'Ubuntu' 'linked clone p1'
+expect_err "rmdir of the VM folder" "Device or resource busy" rmdir "$MNT_U"
+expect_log "rmdir of the VM folder" 'Ubuntu' 'linked clone p1'
+if [ ! -d "$LIB/Ubuntu" ] || [ -e "$LIB/Ubuntu2" ]; then fail "the VM folder moved"; fi
+
+# The rest of the VM is the VM's own: its .vmx, and its newest delta, which
+# it goes on running in.
+echo 'annotation = "still writable"' >>"$MNT_U/Ubuntu.vmx" || fail "append to the VM's .vmx"
+tail -n 1 "$LIB/Ubuntu/Ubuntu.vmx" | grep -qx 'annotation = "still writable"' || fail "the .vmx append did not land"
+qemu-io -c "write -P 0x5a 1M 64k" "$MNT_U/Ubuntu-000001.vmdk" >/dev/null ||
+    fail "qemu-io write into the VM's current delta through the mount"
+raw_of "$LIB/Ubuntu/Ubuntu-000001.vmdk" "$T/vm.raw"
+cmp -s -n 65536 -i "$((1024 * 1024)):0" "$T/vm.raw" <(perl -e 'print "\x5a" x 65536') ||
+    fail "the write into the VM's delta did not land"
+touch "$MNT_U/Ubuntu.vmdk" || fail "touch (times only) of a protected disk"
+
+# The file's bytes are the same, the clone still reads them.
+[ "$(sha "$LIB/Ubuntu/Ubuntu.vmdk")" = "$sum_u" ] || fail "Ubuntu.vmdk changed"
+same_bytes "$C/Ubuntu/p1/p1-flat.vmdk" "$T/ubuntu.raw" "the clone after the attempts"
+
+# ---- a clone of a chain protects every link, and each extent of a split disk
+mkdir "$C/Chain/p2" || fail "mkdir clones/Chain/p2"
+for f in Chain.vmdk Chain-000001.vmdk Chain-000002.vmdk; do
+    assert_protected "$MNT/Chain/$f" p2 "$(sha "$LIB/Chain/$f")"
+done
+# The new delta the VM runs in is not part of the clone.
+[ "$(sed -n 's/^scsi0:0\.fileName = "\(.*\)"$/\1/p' "$LIB/Chain/Chain.vmx")" = Chain-000003.vmdk ] ||
+    fail "Chain not moved to a new delta"
+mv "$MNT/Chain/Chain-000003.vmdk" "$MNT/Chain/Chain-000003.vmdk.x" || fail "rename of the VM's own delta"
+mv "$MNT/Chain/Chain-000003.vmdk.x" "$MNT/Chain/Chain-000003.vmdk" || fail "rename back"
+mkdir "$C/Split/p3" || fail "mkdir clones/Split/p3"
+for f in Split.vmdk Split-s001.vmdk Split-s002.vmdk; do
+    assert_protected "$MNT/Split/$f" p3 "$(sha "$LIB/Split/$f")"
+done
+
+# ---- after a remount the protection is back before anyone asks
+unmount_lib
+mount_lib
+expect_err "rm after remount" "Device or resource busy" rm -f "$MNT_U/Ubuntu.vmdk"
+expect_err "write after remount" "Read-only file system" \
+    dd if=/dev/zero of="$MNT/Chain/Chain.vmdk" bs=512 count=1 conv=notrunc status=none
+expect_err "rename of the VM folder after remount" "Device or resource busy" mv "$MNT/Chain" "$MNT/Chain2"
+same_bytes "$C/Chain/p2/p2-flat.vmdk" "$T/chain.raw" "the chain clone after the attempts"
+
+# ---- two clones on one disk: it stays protected until the last one goes
+mkdir "$C/Ubuntu@vmclonefs: p1/p4" || fail "a second clone on Ubuntu.vmdk"
+rmdir "$C/Ubuntu/p1" || fail "rmdir p1"
+expect_err "rm while p4 remains" "Device or resource busy" rm -f "$MNT_U/Ubuntu.vmdk"
+expect_log "rm while p4 remains" 'Ubuntu.vmdk' 'linked clone p4'
+rmdir "$C/Ubuntu@vmclonefs: p1/p4" || fail "rmdir p4"
+[ "$(sha "$LIB/Ubuntu/Ubuntu.vmdk")" = "$sum_u" ] || fail "Ubuntu.vmdk changed while protected"
+
+# ---- no clone left: the disk is an ordinary file again
+dd if=/dev/null of="$MNT_U/Ubuntu.vmdk" conv=notrunc status=none || fail "open for writing once unprotected"
+mv "$MNT_U/Ubuntu.vmdk" "$MNT_U/Ubuntu.vmdk.moved" || fail "rename once unprotected"
+mv "$MNT_U/Ubuntu.vmdk.moved" "$MNT_U/Ubuntu.vmdk" || fail "rename back"
+mv "$MNT_U" "$MNT/Ubuntu2" || fail "rename of the VM folder once unprotected"
+mv "$MNT/Ubuntu2" "$MNT_U" || fail "rename the VM folder back"
+rm "$MNT_U/Ubuntu.vmdk" || fail "rm once unprotected"
+[ ! -e "$LIB/Ubuntu/Ubuntu.vmdk" ] || fail "Ubuntu.vmdk still in the library"
+# The others are still held.
+expect_err "Chain still protected" "Device or resource busy" rm -f "$MNT/Chain/Chain.vmdk"
+rmdir "$C/Chain/p2" "$C/Split/p3" || fail "rmdir p2 p3"
+mv "$MNT/Split/Split-s002.vmdk" "$MNT/Split/Split-s002.vmdk.x" || fail "rename of an extent once unprotected"
+
+# ---- a handle opened for writing before the clone existed: either mkdir
+# is refused while the disk is open for writing, or that handle can no
+# longer write; the parent never changes under its clone.
+D1=$MNT/TwoDisks/TwoDisks_1.vmdk
+raw_of "$LIB/TwoDisks/TwoDisks_1.vmdk" "$T/two1.raw"
+sum_d1=$(sha "$LIB/TwoDisks/TwoDisks_1.vmdk")
+size_d1=$(stat -c %s "$D1")
+exec 4<>"$D1"
+made=0
+if mkdir "$C/TwoDisks/p5" 2>"$T/err"; then
+    made=1
+    # Over the end of the file: the grains of the disk's last MiB (0x53).
+    if perl -e 'open(my $fh, "+<&=", 4) or die "fd 4: $!\n"; sysseek($fh, $ARGV[0], 0) or die;
+                syswrite($fh, "JUNK" x 16) or die "write: $!\n"' $((size_d1 - 4096)) 2>"$T/err"; then
+        soft_fail "a handle opened for writing before clone p5 existed wrote into its parent"
+    fi
+else
+    grep -q "Device or resource busy" "$T/err" || fail "mkdir while the parent is open for writing: $(cat "$T/err")"
+fi
+exec 4>&-
+[ "$(sha "$LIB/TwoDisks/TwoDisks_1.vmdk")" = "$sum_d1" ] || soft_fail "TwoDisks_1.vmdk changed under clone p5"
+if [ "$made" = 1 ] && ! cmp -s "$C/TwoDisks/p5/p5_1-flat.vmdk" "$T/two1.raw"; then
+    soft_fail "clone p5 does not read its parent's bytes: $(cmp "$C/TwoDisks/p5/p5_1-flat.vmdk" "$T/two1.raw" 2>&1)"
+fi
+
+unmount_lib
+[ "$SOFT_FAILS" = 0 ] || fail "$SOFT_FAILS check(s) failed, see above"
+note "parent disks are protected while clones need them, and only then"
