@@ -160,6 +160,8 @@ void vcf_mount_clear(VcfMount *m)
         node_table_clear(&m->nodes);
         m->clones = NULL;
     }
+    if (m->lib != NULL)
+        g_rw_lock_clear(&m->pass_writes);   /* glib allocates it on first use */
     vcf_library_free(m->lib);
     m->lib = NULL;
     g_free(m->root);
@@ -220,10 +222,21 @@ static gboolean classify(VcfMount *m, const Node *parent, const char *name,
         break;
     case NODE_CLONES: {
         g_autofree char *vm_name = g_strndup(name, strcspn(name, "@"));
-        g_autoptr(VcfVm) vm = vcf_library_load_vm(m->lib, vm_name, NULL);
+        GError *why = NULL;
+        g_autoptr(VcfVm) vm = vcf_library_load_vm(m->lib, vm_name, &why);
         const char *snap = strchr(name, '@');
-        if (vm == NULL || (snap != NULL && vcf_vm_find_snapshot(vm, snap + 1) == NULL))
+        if (vm != NULL && snap != NULL && vcf_vm_find_snapshot(vm, snap + 1) == NULL)
+            g_set_error(&why, VCF_ERROR, ENOENT, "VM %s has no snapshot named \"%s\"",
+                        vm->name, snap + 1);
+        if (why != NULL) {
+            /* Someone is after a source that is not there (mkdir
+             * clones/SRC/NAME looks SRC up first): say why, once per
+             * lookup; hidden names are probes by file managers. */
+            if (name[0] != '.')
+                g_message("clones/%s is not a source: %s", name, why->message);
+            g_error_free(why);
             return no_entry(error, path);
+        }
         tmpl->kind = NODE_SOURCE;
         tmpl->source = g_strdup(name);
         break;

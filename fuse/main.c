@@ -191,8 +191,12 @@ int main(int argc, char **argv)
     } else {
         loop = fuse_loop_cfg_create();
         fuse_loop_cfg_set_clone_fd(loop, cmd.clone_fd);
-        fuse_loop_cfg_set_max_threads(loop, cmd.max_threads);
-        fuse_loop_cfg_set_idle_threads(loop, cmd.max_idle_threads);
+        /* libfuse 3.14 leaves max_idle_threads at UINT_MAX when the option
+         * is not given, and warns if handed that back. */
+        if (cmd.max_threads > 0 && cmd.max_threads <= 100000)
+            fuse_loop_cfg_set_max_threads(loop, cmd.max_threads);
+        if (cmd.max_idle_threads <= 100000)
+            fuse_loop_cfg_set_idle_threads(loop, cmd.max_idle_threads);
         ret = fuse_session_loop_mt(se, loop);
         fuse_loop_cfg_destroy(loop);
     }

@@ -67,22 +67,8 @@ LIBRARY must not exist or be an empty folder.
 EOF
 }
 
-die() {
-    printf '%s: %s\n' "$PROG" "$*" >&2
-    exit 1
-}
-
-usage_error() {
-    printf '%s: %s\n' "$PROG" "$*" >&2
-    printf "Try '%s --help'.\n" "$PROG" >&2
-    exit 2
-}
-
-positive_int() { # NAME VALUE
-    if ! [[ $2 =~ ^[0-9]{1,9}$ ]] || (( 10#$2 == 0 )); then
-        usage_error "$1 needs a positive whole number, not '$2'"
-    fi
-}
+# shellcheck source=scripts/script-lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/script-lib.sh"
 
 LIBRARY=
 while (( $# > 0 )); do

@@ -229,7 +229,8 @@ START_TEST(undo_snapshot)
     ck_assert(undo != NULL);
     g_autofree char *vmx_mid = slurp("Web/Web.vmx");
     ck_assert(strstr(vmx_mid, "Web-000001.vmdk") != NULL);
-    ck_assert(g_file_test(g_build_filename(dir, "Web", "Web_1-000001.vmdk", NULL), G_FILE_TEST_EXISTS));
+    g_autofree char *d1 = g_build_filename(dir, "Web", "Web_1-000001.vmdk", NULL);
+    ck_assert(g_file_test(d1, G_FILE_TEST_EXISTS));
 
     ck_assert_msg(vcf_snapshot_undo(undo, &error), "%s", error ? error->message : "");
     g_autofree char *vmx_after = slurp("Web/Web.vmx");
@@ -237,7 +238,6 @@ START_TEST(undo_snapshot)
     g_autofree char *vmsd_after = slurp("Web/Web.vmsd");
     ck_assert_msg(vmsd_after == NULL, "a .vmsd that did not exist was left");
     g_autofree char *d0 = g_build_filename(dir, "Web", "Web-000001.vmdk", NULL);
-    g_autofree char *d1 = g_build_filename(dir, "Web", "Web_1-000001.vmdk", NULL);
     ck_assert(!g_file_test(d0, G_FILE_TEST_EXISTS));
     ck_assert(!g_file_test(d1, G_FILE_TEST_EXISTS));
     g_autoptr(VcfVm) again = vcf_library_load_vm(lib, "Web", &error);

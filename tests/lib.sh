@@ -85,3 +85,51 @@ write_both() {
     dd if="$T/chunk" of="$a" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
     dd if="$T/chunk" of="$b" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
 }
+
+# A failed check that does not spoil the checks after it: reported at once;
+# finish_soft_fails (or unmount_lib's caller) fails the test at the end.
+SOFT_FAILS=0
+soft_fail() { echo "FAIL: $*" >&2; SOFT_FAILS=$((SOFT_FAILS + 1)); }
+finish_soft_fails() { [ "$SOFT_FAILS" = 0 ] || fail "$SOFT_FAILS check(s) failed, see above"; }
+
+log_mark() { LOG_MARK=$(wc -l <"$LOG"); }
+# Log lines written since log_mark that hold every string given.
+log_lines() {
+    local out s
+    out=$(tail -n +"$((LOG_MARK + 1))" "$LOG")
+    for s in "$@"; do out=$(grep -aF -- "$s" <<<"$out" || true); done
+    printf '%s' "$out"
+}
+# The daemon may log just after it replies: wait a little for the line.
+expect_log() {
+    local what=$1
+    shift
+    for _ in $(seq 20); do
+        [ -n "$(log_lines "$@")" ] && return 0
+        sleep 0.05
+    done
+    soft_fail "$what: no log line since the command holding all of: $*"
+}
+
+# expect_err WHAT MESSAGE CMD...: CMD fails, and what it prints holds
+# MESSAGE (strerror of the errno). Marks the log first.
+expect_err() {
+    local what=$1 msg=$2 out
+    shift 2
+    log_mark
+    if out=$("$@" 2>&1); then
+        fail "$what: '$*' succeeded; expected \"$msg\""
+    fi
+    [[ $out == *"$msg"* ]] || fail "$what: expected \"$msg\", got: $out"
+}
+
+# Every name, type, mode and byte under DIR.
+tree_state() {
+    (cd "$1" && find . -printf '%y %m %p\n' | LC_ALL=C sort &&
+        find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
+}
+same_tree() { # BEFORE-STATE DIR WHAT
+    local now
+    now=$(tree_state "$2")
+    [ "$now" = "$1" ] || fail "$3: $2 changed: $(diff <(echo "$1") <(echo "$now") | head -20)"
+}

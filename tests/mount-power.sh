@@ -9,43 +9,6 @@
 # shellcheck source=tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
 
-SOFT_FAILS=0
-soft_fail() { echo "FAIL: $*" >&2; SOFT_FAILS=$((SOFT_FAILS + 1)); }
-
-log_mark() { LOG_MARK=$(wc -l <"$LOG"); }
-log_lines() {
-    local out s
-    out=$(tail -n +"$((LOG_MARK + 1))" "$LOG")
-    for s in "$@"; do out=$(grep -aF -- "$s" <<<"$out" || true); done
-    printf '%s' "$out"
-}
-expect_log() {
-    local what=$1
-    shift
-    for _ in $(seq 20); do
-        [ -n "$(log_lines "$@")" ] && return 0
-        sleep 0.05
-    done
-    soft_fail "$what: no log line since the command holding all of: $*"
-}
-expect_err() {
-    local what=$1 msg=$2 out
-    shift 2
-    log_mark
-    if out=$("$@" 2>&1); then
-        fail "$what: '$*' succeeded; expected \"$msg\""
-    fi
-    [[ $out == *"$msg"* ]] || fail "$what: expected \"$msg\", got: $out"
-}
-tree_state() {
-    (cd "$1" && find . -printf '%y %m %p\n' | LC_ALL=C sort &&
-        find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
-}
-same_tree() { # BEFORE-STATE DIR WHAT
-    local now
-    now=$(tree_state "$2")
-    [ "$now" = "$1" ] || fail "$3: $2 changed: $(diff <(echo "$1") <(echo "$now") | head -20)"
-}
 store_empty() {
     [ -z "$(ls -A "$LIB/.vmclonefs/clones")" ] ||
         fail "$1: the store holds $(ls -A "$LIB/.vmclonefs/clones")"
@@ -148,5 +111,5 @@ grep -qx 'checkpoint.vmState = ""' "$C/Chain@Configured/sus4/sus4.vmx" ||
     fail "the clone inherited the suspended state: $(grep -i vmstate "$C/Chain@Configured/sus4/sus4.vmx")"
 
 unmount_lib
-[ "$SOFT_FAILS" = 0 ] || fail "$SOFT_FAILS check(s) failed, see above"
+finish_soft_fails
 note "power state: running and suspended VMs refused with EBUSY, their snapshots clone"

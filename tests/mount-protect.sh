@@ -9,34 +9,6 @@
 # shellcheck source=tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
 
-SOFT_FAILS=0
-soft_fail() { echo "FAIL: $*" >&2; SOFT_FAILS=$((SOFT_FAILS + 1)); }
-
-log_mark() { LOG_MARK=$(wc -l <"$LOG"); }
-log_lines() {
-    local out s
-    out=$(tail -n +"$((LOG_MARK + 1))" "$LOG")
-    for s in "$@"; do out=$(grep -aF -- "$s" <<<"$out" || true); done
-    printf '%s' "$out"
-}
-expect_log() {
-    local what=$1
-    shift
-    for _ in $(seq 20); do
-        [ -n "$(log_lines "$@")" ] && return 0
-        sleep 0.05
-    done
-    soft_fail "$what: no log line since the command holding all of: $*"
-}
-expect_err() {
-    local what=$1 msg=$2 out
-    shift 2
-    log_mark
-    if out=$("$@" 2>&1); then
-        fail "$what: '$*' succeeded; expected \"$msg\""
-    fi
-    [[ $out == *"$msg"* ]] || fail "$what: expected \"$msg\", got: $out"
-}
 sha() { sha256sum <"$1" | cut -d' ' -f1; }
 # truncate(2) by path, as opposed to coreutils' truncate, which opens the file.
 truncate_path() { perl -e 'truncate($ARGV[0], $ARGV[1]) or die "truncate: $!\n"' "$1" "$2"; }
@@ -175,5 +147,5 @@ if [ "$made" = 1 ] && ! cmp -s "$C/TwoDisks/p5/p5_1-flat.vmdk" "$T/two1.raw"; th
 fi
 
 unmount_lib
-[ "$SOFT_FAILS" = 0 ] || fail "$SOFT_FAILS check(s) failed, see above"
+finish_soft_fails
 note "parent disks are protected while clones need them, and only then"

@@ -9,34 +9,6 @@
 # shellcheck source=tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
 
-SOFT_FAILS=0
-soft_fail() { echo "FAIL: $*" >&2; SOFT_FAILS=$((SOFT_FAILS + 1)); }
-
-log_mark() { LOG_MARK=$(wc -l <"$LOG"); }
-log_lines() {
-    local out s
-    out=$(tail -n +"$((LOG_MARK + 1))" "$LOG")
-    for s in "$@"; do out=$(grep -aF -- "$s" <<<"$out" || true); done
-    printf '%s' "$out"
-}
-expect_log() {
-    local what=$1
-    shift
-    for _ in $(seq 20); do
-        [ -n "$(log_lines "$@")" ] && return 0
-        sleep 0.05
-    done
-    soft_fail "$what: no log line since the command holding all of: $*"
-}
-expect_err() {
-    local what=$1 msg=$2 out
-    shift 2
-    log_mark
-    if out=$("$@" 2>&1); then
-        fail "$what: '$*' succeeded; expected \"$msg\""
-    fi
-    [[ $out == *"$msg"* ]] || fail "$what: expected \"$msg\", got: $out"
-}
 listing() { (cd "$1" && find . -mindepth 1 -maxdepth 1 -printf '%f\n' | LC_ALL=C sort | tr '\n' ' '); }
 # The store holds exactly the clones named (and nothing half made or deleted).
 store_is() {
@@ -164,5 +136,5 @@ dups=$(find "$MNT/clones" -mindepth 1 -maxdepth 1 -printf '%f\n' | LC_ALL=C sort
 [ -z "$dups" ] || soft_fail "clones/ lists the same name twice: $dups"
 
 unmount_lib
-[ "$SOFT_FAILS" = 0 ] || fail "$SOFT_FAILS check(s) failed, see above"
+finish_soft_fails
 note "rmdir and rm -r delete clones, open clones are refused, clones and their files persist"
