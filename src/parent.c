@@ -35,10 +35,15 @@ struct VcfParent {
     char *top_path;  /* realpath of the top link, for messages */
     guint64 size;
     guint32 cid;
-    guint n_chains;
+    guint n_chains;  /* at most this many chains ... */
+    gint n_open;     /* atomic: ... of which the first n_open are open */
+    gint may_add;    /* atomic: FALSE once adding a chain failed */
     Chain *chains;
     gint next_chain; /* atomic: where the next reader starts looking */
     char **files;
+    char *confine;   /* realpath of the folder every file must be in */
+    GMutex open_lock;  /* held while a chain is being added */
+    GPtrArray *chain_files;  /* what chain 0 found, to compare later ones with */
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -535,35 +540,22 @@ VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
 
     g_autoptr(VcfParent) parent = g_new0(VcfParent, 1);
     parent->top_path = g_strdup(top);
+    parent->confine = g_strdup(confine_real);
     parent->chains = g_new0(Chain, n_chains);
     for (guint i = 0; i < n_chains; i++)
         g_mutex_init(&parent->chains[i].lock);
     parent->n_chains = n_chains;
+    g_mutex_init(&parent->open_lock);
 
-    g_autoptr(GPtrArray) files = g_ptr_array_new_with_free_func(g_free);
+    /* One chain now; the others when readers contend for it (see
+     * take_chain), so that opening a clone costs one walk of the chain. */
+    parent->chain_files = g_ptr_array_new_with_free_func(g_free);
+    GPtrArray *files = parent->chain_files;
     if (!open_chain(&parent->chains[0], top, confine_real, files,
                     &parent->size, &parent->cid, error))
         return NULL;
-    /* The other chains repeat the whole walk, checks included (cheap next to
-     * a clone's life); they must find the same files, else a file changed
-     * while we opened and chains would disagree. */
-    for (guint i = 1; i < n_chains; i++) {
-        g_autoptr(GPtrArray) again = g_ptr_array_new_with_free_func(g_free);
-        guint64 size = 0;
-        guint32 cid = 0;
-        if (!open_chain(&parent->chains[i], top, confine_real, again, &size, &cid,
-                        error))
-            return NULL;
-        gboolean same = size == parent->size && cid == parent->cid
-                        && again->len == files->len;
-        for (guint j = 0; same && j < files->len; j++)
-            same = strcmp(again->pdata[j], files->pdata[j]) == 0;
-        if (!same) {
-            g_set_error(error, VCF_ERROR, EIO,
-                        "%s: disk chain changed while it was being opened", top);
-            return NULL;
-        }
-    }
+    parent->n_open = 1;
+    parent->may_add = n_chains > 1;
     /* Links may share a file (an extent named by several descriptors):
      * list each once, in first-seen order. */
     g_autoptr(GHashTable) listed = g_hash_table_new(g_str_hash, g_str_equal);
@@ -585,6 +577,10 @@ void vcf_parent_free(VcfParent *parent)
         chain_clear(&parent->chains[i]);
         g_mutex_clear(&parent->chains[i].lock);
     }
+    g_mutex_clear(&parent->open_lock);
+    if (parent->chain_files != NULL)
+        g_ptr_array_unref(parent->chain_files);
+    g_free(parent->confine);
     g_free(parent->chains);
     g_strfreev(parent->files);
     g_free(parent->top_path);
@@ -606,17 +602,57 @@ const char *const *vcf_parent_get_files(const VcfParent *parent)
     return (const char *const *) parent->files;
 }
 
-/* A free chain if there is one, else waits for one. Starting the search at
- * a counter spreads readers over chains instead of piling on chain 0. */
+/* Opens chain K (locked by the caller); it must find the files, size and
+ * CID that chain 0 found, else a file changed under us and the chains
+ * would disagree. */
+static gboolean add_chain(VcfParent *parent, guint k)
+{
+    g_autoptr(GPtrArray) again = g_ptr_array_new_with_free_func(g_free);
+    guint64 size = 0;
+    guint32 cid = 0;
+    if (!open_chain(&parent->chains[k], parent->top_path, parent->confine, again, &size,
+                    &cid, NULL))
+        return FALSE;
+    gboolean same = size == parent->size && cid == parent->cid
+                    && again->len == parent->chain_files->len;
+    for (guint j = 0; same && j < again->len; j++)
+        same = strcmp(again->pdata[j], parent->chain_files->pdata[j]) == 0;
+    if (!same)
+        chain_clear(&parent->chains[k]);
+    return same;
+}
+
+/* A free chain if there is one; else a new one if fewer than n_chains are
+ * open; else waits for one. Starting the search at a counter spreads
+ * readers over chains instead of piling on chain 0. */
 static Chain *take_chain(VcfParent *parent)
 {
     guint start = (guint) g_atomic_int_add(&parent->next_chain, 1);
-    for (guint i = 0; i < parent->n_chains; i++) {
-        Chain *chain = &parent->chains[(start + i) % parent->n_chains];
+    guint n = (guint) g_atomic_int_get(&parent->n_open);
+    for (guint i = 0; i < n; i++) {
+        Chain *chain = &parent->chains[(start + i) % n];
         if (g_mutex_trylock(&chain->lock))
             return chain;
     }
-    Chain *chain = &parent->chains[start % parent->n_chains];
+    if (n < parent->n_chains && g_atomic_int_get(&parent->may_add)
+        && g_mutex_trylock(&parent->open_lock)) {
+        guint k = (guint) g_atomic_int_get(&parent->n_open);
+        if (k < parent->n_chains) {
+            Chain *chain = &parent->chains[k];
+            g_mutex_lock(&chain->lock);
+            if (add_chain(parent, k)) {
+                g_atomic_int_set(&parent->n_open, (gint) k + 1);
+                g_mutex_unlock(&parent->open_lock);
+                return chain;
+            }
+            /* Could not open another: make do with those we have. */
+            g_mutex_unlock(&chain->lock);
+            g_atomic_int_set(&parent->may_add, FALSE);
+        }
+        g_mutex_unlock(&parent->open_lock);
+        n = (guint) g_atomic_int_get(&parent->n_open);
+    }
+    Chain *chain = &parent->chains[start % n];
     g_mutex_lock(&chain->lock);
     return chain;
 }
