@@ -1,9 +1,11 @@
 /* Parent disks: a VMware disk and its whole delta chain, read through
  * libvmdk, the one reader of parent disks.
  *
- * A VcfParent holds N independent libvmdk chains (each link a handle, its
- * parent set base first) because a libvmdk handle serialises its reads;
- * vcf_parent_read() takes any free chain, so reads run in parallel. */
+ * A VcfParent holds up to N independent libvmdk chains (each link a handle,
+ * its parent set base first) because a libvmdk handle serialises its reads;
+ * vcf_parent_read() takes any free chain, so reads run in parallel. The
+ * first chain is opened (and checked) by vcf_parent_open, the others when
+ * readers contend; one that cannot be opened then just leaves fewer. */
 #pragma once
 #include <glib.h>
 
