@@ -5,12 +5,21 @@
 #include <errno.h>
 #include <string.h>
 
+#define N_STRIPES 64
+
 struct VcfDisk {
     VcfSparse *store;
     VcfParent *parent;
     guint64 size;
-    GRWLock lock;    /* readers share; writers and sync are alone */
+    /* Reads and writes share it; sync takes it alone. */
+    GRWLock lock;
+    /* Reads and writes of one grain take its stripe: a copy-on-write is
+     * read-modify-write of the whole grain, and a reader must not see a
+     * grain half rewritten in place (its checksum would not match). */
+    GMutex stripes[N_STRIPES];
 };
+
+static GMutex *stripe(VcfDisk *d, guint64 grain) { return &d->stripes[grain % N_STRIPES]; }
 
 VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
 {
@@ -38,11 +47,21 @@ VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
     d->parent = parent;
     d->size = vcf_sparse_get_capacity(store);
     g_rw_lock_init(&d->lock);
+    for (guint i = 0; i < N_STRIPES; i++)
+        g_mutex_init(&d->stripes[i]);
     return d;
 fail:
     vcf_sparse_free(store);
     vcf_parent_free(parent);
     return NULL;
+}
+
+static void disk_free(VcfDisk *d)
+{
+    g_rw_lock_clear(&d->lock);
+    for (guint i = 0; i < N_STRIPES; i++)
+        g_mutex_clear(&d->stripes[i]);
+    g_free(d);
 }
 
 gboolean vcf_disk_close(VcfDisk *d, GError **error)
@@ -51,8 +70,7 @@ gboolean vcf_disk_close(VcfDisk *d, GError **error)
         return TRUE;
     gboolean ok = vcf_sparse_close(d->store, error);
     vcf_parent_free(d->parent);
-    g_rw_lock_clear(&d->lock);
-    g_free(d);
+    disk_free(d);
     return ok;
 }
 
@@ -60,8 +78,7 @@ void vcf_disk_abandon(VcfDisk *d)
 {
     vcf_sparse_free(d->store);
     vcf_parent_free(d->parent);
-    g_rw_lock_clear(&d->lock);
-    g_free(d);
+    disk_free(d);
 }
 
 guint64 vcf_disk_get_size(const VcfDisk *d) { return d->size; }
@@ -132,16 +149,18 @@ static gboolean read_locked(VcfDisk *d, guint8 *buf, gsize len, guint64 offset,
         gsize n = MIN(len, VCF_GRAIN_SIZE - in);
         if (st == VCF_GRAIN_ZERO) {
             memset(buf, 0, n);
-        } else if (in == 0 && n == VCF_GRAIN_SIZE) {
-            if (!vcf_sparse_read_grain(d->store, grain, buf, error))
-                return FALSE;
         } else {
             /* The checksum covers the whole grain, so read it whole. */
-            if (tmp == NULL)
+            gboolean whole = in == 0 && n == VCF_GRAIN_SIZE;
+            if (!whole && tmp == NULL)
                 tmp = g_malloc(VCF_GRAIN_SIZE);
-            if (!vcf_sparse_read_grain(d->store, grain, tmp, error))
+            g_mutex_lock(stripe(d, grain));
+            gboolean ok = vcf_sparse_read_grain(d->store, grain, whole ? buf : tmp, error);
+            g_mutex_unlock(stripe(d, grain));
+            if (!ok)
                 return FALSE;
-            memcpy(buf, tmp + in, n);
+            if (!whole)
+                memcpy(buf, tmp + in, n);
         }
         buf += n, offset += n, len -= n;
     }
@@ -167,19 +186,23 @@ static gboolean write_locked(VcfDisk *d, const guint8 *buf, gsize len,
         guint64 grain = offset / VCF_GRAIN_SIZE;
         gsize in = offset % VCF_GRAIN_SIZE;
         gsize n = MIN(len, VCF_GRAIN_SIZE - in);
+        gboolean ok;
+        g_mutex_lock(stripe(d, grain));
         if (n == VCF_GRAIN_SIZE) {
-            if (!vcf_sparse_write_grain(d->store, grain, buf, 0, n, error))
-                return FALSE;
+            ok = vcf_sparse_write_grain(d->store, grain, buf, 0, n, error);
         } else {
             /* Copy-on-write: the grain's current bytes, then ours on top. */
             if (tmp == NULL)
                 tmp = g_malloc(VCF_GRAIN_SIZE);
-            if (!read_grain(d, grain, tmp, error))
-                return FALSE;
-            memcpy(tmp + in, buf, n);
-            if (!vcf_sparse_write_grain(d->store, grain, tmp, in, n, error))
-                return FALSE;
+            ok = read_grain(d, grain, tmp, error);
+            if (ok) {
+                memcpy(tmp + in, buf, n);
+                ok = vcf_sparse_write_grain(d->store, grain, tmp, in, n, error);
+            }
         }
+        g_mutex_unlock(stripe(d, grain));
+        if (!ok)
+            return FALSE;
         buf += n, offset += n, len -= n;
     }
     return TRUE;
@@ -190,9 +213,9 @@ gboolean vcf_disk_write(VcfDisk *d, const void *buf, gsize len, guint64 offset,
 {
     if (!check_range(d, len, offset, error))
         return FALSE;
-    g_rw_lock_writer_lock(&d->lock);
+    g_rw_lock_reader_lock(&d->lock);
     gboolean ok = write_locked(d, buf, len, offset, error);
-    g_rw_lock_writer_unlock(&d->lock);
+    g_rw_lock_reader_unlock(&d->lock);
     return ok;
 }
 

@@ -2,7 +2,8 @@
  * them, the parent's bytes everywhere else. Writes are copy-on-write: a
  * grain the store does not own yet is filled from the parent first.
  *
- * Thread-safe: readers share a lock, writers and sync take it alone. */
+ * Thread-safe: reads and writes run at once, one grain at a time per grain
+ * (a stripe lock); sync runs alone. */
 #pragma once
 #include <glib.h>
 #include "parent.h"

@@ -66,6 +66,10 @@ struct VcfSparse {
     char *descriptor;           /* the embedded descriptor text */
     guint32 cid, parent_cid;
     char *parent_hint;
+    /* Writers of different grains run at once; this guards what they
+     * share: next_sector, the tables' entries and dirty pages, the session
+     * state. GT entries are also read without it, atomically. */
+    GMutex meta;
     gboolean session_started;   /* CID renewed and unclean flag set */
     gboolean data_unsynced;
     guint64 recovered;
@@ -200,6 +204,7 @@ static VcfSparse *sparse_new(const char *path, int fd, gboolean writable)
     s->path = g_strdup(path);
     s->fd = fd;
     s->writable = writable;
+    g_mutex_init(&s->meta);
     return s;
 }
 
@@ -214,6 +219,7 @@ void vcf_sparse_free(VcfSparse *s)
     g_free(s->descriptor);
     g_free(s->parent_hint);
     g_free(s->path);
+    g_mutex_clear(&s->meta);
     g_free(s);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfSparse, vcf_sparse_free)
@@ -505,9 +511,16 @@ guint64 vcf_sparse_get_recovered_grains(const VcfSparse *s) { return s->recovere
 
 static guint32 gte(const VcfSparse *s, guint64 grain)
 {
-    guint32 v;
-    memcpy(&v, vcf_table_data(s->gt) + grain * 4, 4);
-    return GUINT32_FROM_LE(v);
+    /* The table is page-aligned, so every entry is an aligned 32-bit word. */
+    gint *entry = (gint *)(void *)(vcf_table_data(s->gt) + grain * 4);
+    return GUINT32_FROM_LE((guint32)g_atomic_int_get(entry));
+}
+
+static void set_gte(VcfSparse *s, guint64 grain, guint32 sector)
+{
+    gint *entry = (gint *)(void *)(vcf_table_data(s->gt) + grain * 4);
+    g_atomic_int_set(entry, (gint)GUINT32_TO_LE(sector));
+    vcf_table_mark_dirty(s->gt, grain * 4, 4);
 }
 
 VcfGrainState vcf_sparse_grain_state(const VcfSparse *s, guint64 grain)
@@ -572,26 +585,39 @@ gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
 {
     g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
     g_return_val_if_fail(from + len <= VCF_GRAIN_SIZE, FALSE);
-    if (!start_session(s, error))
-        return FALSE;
-    if (vcf_sparse_grain_state(s, grain) == VCF_GRAIN_DATA) {
-        guint64 off = (guint64)gte(s, grain) * SECTOR;
-        if (!pwrite_all(s, (const guint8 *)buf + from, len, off + from, error))
-            return FALSE;
-    } else {
+    /* Under meta: the session, and a place for a new grain. */
+    g_mutex_lock(&s->meta);
+    gboolean stored = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_DATA;
+    guint64 sector = stored ? gte(s, grain) : s->next_sector;
+    gboolean ok = start_session(s, error);
+    if (ok && !stored) {
         if (s->next_sector + GRAIN_SECTORS > G_MAXUINT32) {
             g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
-            return FALSE;
+            ok = FALSE;
+        } else {
+            s->next_sector += GRAIN_SECTORS;
         }
-        if (!pwrite_all(s, buf, VCF_GRAIN_SIZE, s->next_sector * SECTOR, error))
-            return FALSE;
-        guint32 v = GUINT32_TO_LE((guint32)s->next_sector);
-        memcpy(vcf_table_data(s->gt) + grain * 4, &v, 4);
-        vcf_table_mark_dirty(s->gt, grain * 4, 4);
-        s->next_sector += GRAIN_SECTORS;
     }
-    vcf_grain_sums_set(s->sums, grain, vcf_grain_sum(buf, VCF_GRAIN_SIZE));
+    g_mutex_unlock(&s->meta);
+    if (!ok)
+        return FALSE;
+    /* The data, unlocked: other grains are written meanwhile. A new grain
+     * is found by readers only once its entry is set, after the data. If
+     * this write fails, its reserved place stays unused, pointed at by
+     * nothing. */
+    if (stored)
+        ok = pwrite_all(s, (const guint8 *)buf + from, len, sector * SECTOR + from, error);
+    else
+        ok = pwrite_all(s, buf, VCF_GRAIN_SIZE, sector * SECTOR, error);
+    if (!ok)
+        return FALSE;
+    guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE);
+    g_mutex_lock(&s->meta);
+    if (!stored)
+        set_gte(s, grain, (guint32)sector);
+    vcf_grain_sums_set(s->sums, grain, sum);
     s->data_unsynced = TRUE;
+    g_mutex_unlock(&s->meta);
     return TRUE;
 }
 

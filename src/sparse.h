@@ -21,8 +21,9 @@
  * uncleanShutdown flag is set while the store has unsynced writes so that
  * the next open re-derives checksums of grains rewritten in place.
  *
- * Not thread-safe: the composed disk (disk.c) serialises writers and lets
- * readers share. */
+ * Threads: reads and writes of different grains may run at once; the
+ * caller (disk.c) keeps those of one grain apart, and keeps sync, open and
+ * close apart from everything. */
 #pragma once
 #include <glib.h>
 #include "descriptor.h"
