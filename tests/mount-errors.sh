@@ -116,7 +116,7 @@ fi
 # store folder is read-only, so the clone cannot be written there.
 before=$(tree_state "$LIB/TwoDisks")
 mount --bind "$STORE" "$STORE"
-trap 'umount "$STORE" 2>/dev/null || true; cleanup' EXIT
+trap 'rc=$?; umount "$STORE" 2>/dev/null; (exit $rc); cleanup' EXIT
 rc=0 out=
 if mount -o remount,bind,ro "$STORE"; then
     log_mark
