@@ -2,6 +2,7 @@
  * is generated text, everything else is a real file passed through. */
 #include "config.h"
 #include "fs-internal.h"
+#include "flat-descriptor.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -13,12 +14,13 @@ typedef struct {
     NodeKind kind;
     int fd;              /* NODE_PASS */
     char *real;          /* NODE_PASS opened for writing: its realpath */
-    char *path;          /* ... and its mount path, for messages */
+    char *path;          /* ... and its mount path, for messages (also NODE_DESC) */
     gint checked_gen;    /* atomic: protect_gen when last found unprotected */
     OpenClone *oc;       /* NODE_FLAT: holds oc->handles */
     VcfDisk *disk;       /* NODE_FLAT */
-    char *text;          /* NODE_DESC */
+    char *text;          /* NODE_DESC: what reads return */
     gsize text_len;
+    char *generated;     /* NODE_DESC opened for writing: the text as made */
     char *clone;         /* for messages */
 } Handle;
 
@@ -36,6 +38,7 @@ static void handle_free(Handle *h)
     g_free(h->real);
     g_free(h->path);
     g_free(h->text);
+    g_free(h->generated);
     g_free(h->clone);
     g_free(h);
 }
@@ -56,7 +59,8 @@ static void reply_handle(fuse_req_t req, struct fuse_file_info *fi, Handle *h,
     fi->fh = (uint64_t)(uintptr_t)h;
     /* Only we change a clone's disk and a protected parent, so what the
      * kernel cached stays true between opens. */
-    fi->keep_cache = immutable || h->kind == NODE_FLAT || h->kind == NODE_DESC;
+    fi->keep_cache = immutable || h->kind == NODE_FLAT
+                     || (h->kind == NODE_DESC && h->generated == NULL);
     if (fuse_reply_open(req, fi) == -ENOENT)
         handle_free(h);   /* the open was interrupted: nobody will release it */
 }
@@ -102,13 +106,21 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
     } else if (n->kind == NODE_DESC) {
         OpenClone *oc = open_clone_locked(m, n->clone, &error);
-        if (wants_write(fi->flags)) {
+        if (fi->flags & O_TRUNC) {
             err = EROFS;
-            why = g_strdup_printf("%s is generated from the clone's disk and cannot be written",
-                                  n->path);
+            why = g_strdup_printf("%s is generated from the clone's disk and cannot be "
+                                  "truncated", n->path);
         } else if (oc != NULL && n->disk < vcf_clone_n_disks(oc->clone)) {
             h->text = disk_descriptor(n->stem, vcf_clone_get_disk(oc->clone, n->disk));
             h->text_len = strlen(h->text);
+            if (wants_write(fi->flags)) {
+                /* VMware and qemu open a disk's descriptor read/write to
+                 * renew its CID on their first write (see fs_write); the
+                 * edit stays in this handle, out of the page cache. */
+                h->generated = g_strdup(h->text);
+                h->path = g_strdup(n->path);
+                fi->direct_io = 1;
+            }
         } else if (oc != NULL) {
             err = ENOENT;
         }
@@ -258,12 +270,44 @@ static void write_passed(fuse_req_t req, VcfMount *m, Handle *h, const char *buf
         fuse_reply_write(req, n);
 }
 
+/* A write into a descriptor: only a new CID is taken (it changes nothing:
+ * the store renews its own CID on its first write), anything else would
+ * describe another disk than the one served. */
+static void write_descriptor(fuse_req_t req, Handle *h, const char *buf, size_t size, off_t off)
+{
+    if (off < 0 || (guint64)off + size > 64 * 1024) {
+        g_autofree char *why = g_strdup_printf("%s: a descriptor is not that large", h->path);
+        reply_errno(req, EFBIG, why);
+        return;
+    }
+    gsize len = MAX(h->text_len, (gsize)off + size);
+    char *edited = g_malloc0(len + 1);
+    memcpy(edited, h->text, h->text_len);
+    memcpy(edited + off, buf, size);
+    if (!vcf_flat_descriptor_edit_ok(h->generated, edited, len)) {
+        g_free(edited);
+        g_autofree char *why = g_strdup_printf(
+            "write into %s: only its CID= line may change; the rest is generated from the "
+            "clone's disk", h->path);
+        reply_errno(req, EROFS, why);
+        return;
+    }
+    g_free(h->text);
+    h->text = edited;
+    h->text_len = len;
+    fuse_reply_write(req, size);
+}
+
 void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
               off_t off, struct fuse_file_info *fi)
 {
     Handle *h = HANDLE(fi);
     if (h->kind == NODE_PASS) {
         write_passed(req, VCF_MOUNT(req), h, buf, size, off);
+        return;
+    }
+    if (h->kind == NODE_DESC && h->generated != NULL) {
+        write_descriptor(req, h, buf, size, off);
         return;
     }
     if (h->kind != NODE_FLAT) {

@@ -330,7 +330,7 @@ gboolean node_stat(VcfMount *m, const Node *n, struct stat *st, GError **error)
             /* st_blocks stays the store's: what the clone costs on disk. */
         } else {
             g_autofree char *text = disk_descriptor(n->stem, disk);
-            st->st_mode = S_IFREG | 0444;
+            st->st_mode = S_IFREG | 0644;   /* opened read/write by hypervisors */
             st->st_size = strlen(text);
             st->st_blocks = (st->st_size + 511) / 512;
         }

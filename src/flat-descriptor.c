@@ -1,6 +1,8 @@
 #include "config.h"
 #include "flat-descriptor.h"
 
+#include <string.h>
+
 char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid,
                           const VcfGeometry *geometry)
 {
@@ -21,4 +23,30 @@ char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid,
                            "ddb.virtualHWVersion = \"4\"\n"
                            "%s",
                            cid, capacity / 512, stem, ddb);
+}
+
+static gboolean is_cid_line(const char *line)
+{
+    return g_ascii_strncasecmp(line, "CID=", 4) == 0 && strlen(line) == 12
+        && strspn(line + 4, "0123456789abcdefABCDEF") == 8;
+}
+
+gboolean vcf_flat_descriptor_edit_ok(const char *generated, const char *edited, gsize len)
+{
+    gsize text_len = strnlen(edited, len);
+    for (gsize i = text_len; i < len; i++)
+        if (edited[i] != '\0')
+            return FALSE;
+    g_autofree char *text = g_strndup(edited, text_len);
+    g_auto(GStrv) want = g_strsplit(generated, "\n", -1);
+    g_auto(GStrv) have = g_strsplit(text, "\n", -1);
+    if (g_strv_length(want) != g_strv_length(have))
+        return FALSE;
+    for (guint i = 0; want[i] != NULL; i++) {
+        if (g_str_equal(want[i], have[i]))
+            continue;
+        if (!is_cid_line(want[i]) || !is_cid_line(have[i]))
+            return FALSE;
+    }
+    return TRUE;
 }

@@ -3,6 +3,7 @@
  * what is missing or malformed. */
 #include "config.h"
 #include "descriptor.h"
+#include "flat-descriptor.h"
 #include "vcf-error.h"
 #include "test-util.h"
 
@@ -101,6 +102,35 @@ START_TEST(not_a_vmdk_is_einval)
 }
 END_TEST
 
+START_TEST(flat_descriptor_takes_only_a_new_cid)
+{
+    VcfGeometry g;
+    vcf_geometry_default(&g, 1 << 30, "lsilogic");
+    g_autofree char *gen = vcf_flat_descriptor("web1", 1 << 30, 0x1234abcd, &g);
+    gsize n = strlen(gen);
+    ck_assert(strstr(gen, "CID=1234abcd\n") != NULL);
+    ck_assert(strstr(gen, "RW 2097152 FLAT \"web1-flat.vmdk\" 0\n") != NULL);
+    ck_assert(vcf_flat_descriptor_edit_ok(gen, gen, n));
+    /* What qemu writes: the text with a new CID, padded with NULs. */
+    g_autofree char *qemu = g_malloc0(10240);
+    memcpy(qemu, gen, n);
+    memcpy(strstr(qemu, "CID=1234abcd"), "CID=0badf00d", 12);
+    ck_assert(vcf_flat_descriptor_edit_ok(gen, qemu, 10240));
+    /* Anything else is another disk. */
+    g_autofree char *other = g_strdup(gen);
+    other[strstr(other, "FLAT") - other] = 'Z';
+    ck_assert(!vcf_flat_descriptor_edit_ok(gen, other, n));
+    g_autofree char *bad_cid = g_strdup(gen);
+    memcpy(strstr(bad_cid, "CID=1234abcd"), "CID=xyz4abcd", 12);
+    ck_assert(!vcf_flat_descriptor_edit_ok(gen, bad_cid, n));
+    g_autofree char *longer = g_strconcat(gen, "ddb.adapterType = \"ide\"\n", NULL);
+    ck_assert(!vcf_flat_descriptor_edit_ok(gen, longer, strlen(longer)));
+    qemu[10000] = 'x';   /* junk after the padding */
+    ck_assert(!vcf_flat_descriptor_edit_ok(gen, qemu, 10240));
+    ck_assert(!vcf_flat_descriptor_edit_ok(gen, gen, n - 1));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("descriptor");
@@ -110,6 +140,7 @@ int main(void)
     tcase_add_test(tc, descriptor_file_of_a_split_disk);
     tcase_add_test(tc, missing_and_malformed_values_fall_back);
     tcase_add_test(tc, not_a_vmdk_is_einval);
+    tcase_add_test(tc, flat_descriptor_takes_only_a_new_cid);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -37,6 +37,14 @@ for i in $(seq 40); do
 done
 write_both $((size - 1000)) 1000 "$C/web1-flat.vmdk" "$T/model.raw"   # the very end
 same_bytes "$C/web1-flat.vmdk" "$T/model.raw" "after random writes"
+# qemu opens the descriptor read/write and renews its CID on its first
+# write: that works; any other change to the generated text is refused.
+qemu-io -f vmdk -c "write -P 0x5c 3M 70000" "$C/web1.vmdk" >/dev/null || fail "qemu-io write through the descriptor"
+perl -e 'print "\x5c" x 70000' >"$T/chunk"
+dd if="$T/chunk" of="$T/model.raw" bs=64K seek=3M oflag=seek_bytes conv=notrunc status=none
+same_bytes "$C/web1-flat.vmdk" "$T/model.raw" "after a qemu-io write through the descriptor"
+if echo 'ddb.adapterType = "ide"' >>"$C/web1.vmdk" 2>/dev/null; then fail "an edit of the descriptor was taken"; fi
+grep -q 'ddb.adapterType = "ide"' "$C/web1.vmdk" && fail "the descriptor shows a refused edit"
 sync "$C/web1-flat.vmdk"
 
 # The parent's data never changed.
