@@ -218,8 +218,15 @@ void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     if (h->kind == NODE_DESC) {
+        /* A copy: a write on the handle may replace the text meanwhile,
+         * and the reply must not point into the handle once sent. */
+        VcfMount *m = VCF_MOUNT(req);
+        g_mutex_lock(&m->lock);
         gsize o = MIN((gsize)off, h->text_len);
-        fuse_reply_buf(req, h->text + o, MIN(size, h->text_len - o));
+        gsize n = MIN(size, h->text_len - o);
+        g_autofree char *copy = g_memdup2(h->text + o, n);
+        g_mutex_unlock(&m->lock);
+        fuse_reply_buf(req, copy, n);
         return;
     }
     guint64 disk_size = vcf_disk_get_size(h->disk);
@@ -273,18 +280,21 @@ static void write_passed(fuse_req_t req, VcfMount *m, Handle *h, const char *buf
 /* A write into a descriptor: only a new CID is taken (it changes nothing:
  * the store renews its own CID on its first write), anything else would
  * describe another disk than the one served. */
-static void write_descriptor(fuse_req_t req, Handle *h, const char *buf, size_t size, off_t off)
+static void write_descriptor(fuse_req_t req, VcfMount *m, Handle *h, const char *buf,
+                             size_t size, off_t off)
 {
     if (off < 0 || (guint64)off + size > 64 * 1024) {
         g_autofree char *why = g_strdup_printf("%s: a descriptor is not that large", h->path);
         reply_errno(req, EFBIG, why);
         return;
     }
+    g_mutex_lock(&m->lock);   /* the handle's text, against reads on it */
     gsize len = MAX(h->text_len, (gsize)off + size);
     char *edited = g_malloc0(len + 1);
     memcpy(edited, h->text, h->text_len);
     memcpy(edited + off, buf, size);
     if (!vcf_flat_descriptor_edit_ok(h->generated, edited, len)) {
+        g_mutex_unlock(&m->lock);
         g_free(edited);
         g_autofree char *why = g_strdup_printf(
             "write into %s: only its CID= line may change; the rest is generated from the "
@@ -295,6 +305,7 @@ static void write_descriptor(fuse_req_t req, Handle *h, const char *buf, size_t 
     g_free(h->text);
     h->text = edited;
     h->text_len = len;
+    g_mutex_unlock(&m->lock);
     fuse_reply_write(req, size);
 }
 
@@ -307,7 +318,7 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
         return;
     }
     if (h->kind == NODE_DESC && h->generated != NULL) {
-        write_descriptor(req, h, buf, size, off);
+        write_descriptor(req, VCF_MOUNT(req), h, buf, size, off);
         return;
     }
     if (h->kind != NODE_FLAT) {
