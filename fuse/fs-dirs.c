@@ -77,8 +77,14 @@ static void mkdir_locked(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const c
         g_message("made linked clone %s of %s in %.1f ms", name, p->source,
                   (g_get_monotonic_time() - t0) / 1000.0);
         if (open_clone_locked(m, name, &error) == NULL) {
-            g_warning("%s", error->message);
-            g_clear_error(&error);
+            /* A clone we cannot open would leave its parents unprotected:
+             * it goes again, and mkdir says why. */
+            g_prefix_error(&error, "mkdir clones/%s/%s: the new clone does not open: ",
+                           p->source, name);
+            vcf_clone_delete(m->lib, name, NULL);
+            g_mutex_unlock(&m->lock);
+            reply_gerror(req, error);
+            return;
         }
         reply_new_entry(req, m, p, name);
         return;
@@ -140,13 +146,18 @@ static int remove_clone(VcfMount *m, const Node *p, const char *name, char **why
     }
     g_hash_table_remove(m->clones, name);   /* syncs and closes */
     GError *error = NULL;
-    if (!vcf_clone_delete(m->lib, name, &error)) {
+    gboolean ok = vcf_clone_delete(m->lib, name, &error);
+    /* Protection follows the clones still open: reopened on next use if
+     * the delete failed before it took the clone away. */
+    protect_refresh(m);
+    if (!ok) {
         *why = g_strdup_printf("rmdir %s: %s", path, error->message);
         int err = vcf_error_errno(error);
         g_error_free(error);
+        if (open_clone_locked(m, name, NULL) != NULL)
+            protect_refresh(m);
         return err;
     }
-    protect_refresh(m);
     forget_hidden_under(m, path);
     g_message("deleted clone %s", name);
     return 0;

@@ -30,6 +30,9 @@ char *disk_descriptor(const char *stem, VcfDisk *disk);
 /* Reserved names in a clone's store folder that the mount never shows. */
 gboolean clone_reserved_name(const char *name);
 
+/* Frees the handles the kernel never released (at unmount). */
+void open_files_free_all(VcfMount *m);
+
 /* Operations, by file. */
 void fs_init(void *userdata, struct fuse_conn_info *conn);
 void fs_destroy(void *userdata);

@@ -53,16 +53,48 @@ static void watch_writes(VcfMount *m, Handle *h, const char *real, const char *p
     h->checked_gen = g_atomic_int_get(&m->protect_gen);
 }
 
-static void reply_handle(fuse_req_t req, struct fuse_file_info *fi, Handle *h,
+/* Forgets an open handle: the kernel released it, or never got it. */
+static void handle_drop(VcfMount *m, Handle *h)
+{
+    g_mutex_lock(&m->lock);
+    if (h->oc != NULL)
+        h->oc->handles--;
+    g_hash_table_remove(m->open_files, h);
+    g_mutex_unlock(&m->lock);
+    handle_free(h);
+}
+
+static void handle_keep(VcfMount *m, Handle *h)
+{
+    g_mutex_lock(&m->lock);
+    g_hash_table_add(m->open_files, h);
+    g_mutex_unlock(&m->lock);
+}
+
+void open_files_free_all(VcfMount *m)
+{
+    /* Releases the kernel sends after close may still be on their way when
+     * the mount goes: what they would have freed is freed here. */
+    GHashTableIter it;
+    gpointer k;
+    g_hash_table_iter_init(&it, m->open_files);
+    while (g_hash_table_iter_next(&it, &k, NULL)) {
+        handle_free(k);
+        g_hash_table_iter_remove(&it);
+    }
+}
+
+static void reply_handle(fuse_req_t req, VcfMount *m, struct fuse_file_info *fi, Handle *h,
                          gboolean immutable)
 {
     fi->fh = (uint64_t)(uintptr_t)h;
     /* Only we change a clone's disk and a protected parent, so what the
-     * kernel cached stays true between opens. */
-    fi->keep_cache = immutable || h->kind == NODE_FLAT
-                     || (h->kind == NODE_DESC && h->generated == NULL);
+     * kernel cached stays true between opens. A descriptor's CID changes
+     * when the store starts a session: no cache for it. */
+    fi->keep_cache = immutable || h->kind == NODE_FLAT;
+    handle_keep(m, h);
     if (fuse_reply_open(req, fi) == -ENOENT)
-        handle_free(h);   /* the open was interrupted: nobody will release it */
+        handle_drop(m, h);   /* the open was interrupted: nobody will release it */
 }
 
 void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -137,7 +169,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         handle_free(h);
         reply_errno(req, err, why);
     } else {
-        reply_handle(req, fi, h, immutable);
+        reply_handle(req, m, fi, h, immutable);
     }
 }
 
@@ -195,8 +227,9 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
+    handle_keep(m, h);
     if (fuse_reply_create(req, &e, fi) == -ENOENT)
-        handle_free(h);
+        handle_drop(m, h);
 }
 
 static void reply_disk_error(fuse_req_t req, Handle *h, GError *error)
@@ -374,12 +407,6 @@ void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     VcfMount *m = VCF_MOUNT(req);
-    Handle *h = HANDLE(fi);
-    if (h->oc != NULL) {
-        g_mutex_lock(&m->lock);
-        h->oc->handles--;
-        g_mutex_unlock(&m->lock);
-    }
-    handle_free(h);
+    handle_drop(m, HANDLE(fi));
     fuse_reply_err(req, 0);
 }

@@ -127,6 +127,9 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     m->clones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, open_clone_free);
     m->hidden = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->protected = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    m->open_files = g_hash_table_new(g_direct_hash, g_direct_equal);
+    m->open_dirs = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+                                         (GDestroyNotify)g_ptr_array_unref, NULL);
     guint left = vcf_clone_remove_leftovers(m->lib);
     if (left > 0)
         g_message("removed %u clone folders a crash left half made or half deleted", left);
@@ -154,6 +157,9 @@ void vcf_mount_clear(VcfMount *m)
         m->syncer = NULL;
     }
     if (m->clones != NULL) {
+        open_files_free_all(m);
+        g_hash_table_destroy(m->open_files);
+        g_hash_table_destroy(m->open_dirs);  /* frees the listings left */
         g_hash_table_destroy(m->clones);   /* syncs and closes every disk */
         g_hash_table_destroy(m->hidden);
         g_hash_table_destroy(m->protected);
@@ -638,7 +644,14 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)list;
-    fuse_reply_open(req, fi);
+    g_mutex_lock(&m->lock);
+    g_hash_table_add(m->open_dirs, list);
+    g_mutex_unlock(&m->lock);
+    if (fuse_reply_open(req, fi) == -ENOENT) {
+        g_mutex_lock(&m->lock);
+        g_hash_table_remove(m->open_dirs, list);
+        g_mutex_unlock(&m->lock);
+    }
 }
 
 void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -661,7 +674,10 @@ void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    g_ptr_array_unref((GPtrArray *)(uintptr_t)fi->fh);
+    VcfMount *m = VCF_MOUNT(req);
+    g_mutex_lock(&m->lock);
+    g_hash_table_remove(m->open_dirs, (gpointer)(uintptr_t)fi->fh);   /* frees it */
+    g_mutex_unlock(&m->lock);
     fuse_reply_err(req, 0);
 }
 

@@ -22,6 +22,8 @@ typedef struct {
     GHashTable *clones;    /* lock: name -> OpenClone* */
     GHashTable *hidden;    /* lock: mount paths of unlinked disk files */
     GHashTable *protected; /* lock: realpath -> name of a clone reading it */
+    GHashTable *open_files; /* lock: the file handles the kernel holds */
+    GHashTable *open_dirs;  /* lock: the folder listings the kernel holds */
     gint protect_gen;      /* atomic: bumped whenever protected grows */
     /* Writes to passed-through files hold it for reading, mkdir for
      * writing: no write lands in a disk between its freezing by a snapshot

@@ -116,6 +116,16 @@ static GLogWriterOutput write_log(GLogLevelFlags level, const GLogField *fields,
     return G_LOG_WRITER_HANDLED;
 }
 
+static gboolean mount_inside_library(const char *library, const char *mountpoint)
+{
+    g_autofree char *lib = realpath(library, NULL);
+    g_autofree char *mnt = realpath(mountpoint, NULL);
+    if (lib == NULL || mnt == NULL)
+        return FALSE;   /* the mount itself will say what is missing */
+    gsize n = strlen(lib);
+    return g_str_equal(lib, "/") || (strncmp(mnt, lib, n) == 0 && (mnt[n] == '/' || mnt[n] == 0));
+}
+
 /* Each parent chain holds a file per link and extent, per handle. */
 static void raise_fd_limit(void)
 {
@@ -157,6 +167,13 @@ int main(int argc, char **argv)
         goto out_args;
     if (opts.library == NULL || cmd.mountpoint == NULL) {
         fprintf(stderr, "usage: %s [options] LIBRARY MOUNTPOINT (see --help)\n", argv[0]);
+        ret = 2;
+        goto out_cmd;
+    }
+    if (mount_inside_library(opts.library, cmd.mountpoint)) {
+        fprintf(stderr, "vmclonefs: the mount point %s is inside the library %s; mount it "
+                "elsewhere (the mount would have to list itself)\n", cmd.mountpoint,
+                opts.library);
         ret = 2;
         goto out_cmd;
     }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SECTOR 512
@@ -41,10 +42,16 @@ static char *bad(GError **error, const char *path, const char *why)
 
 char *vcf_descriptor_load(const char *path, GError **error)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named like a disk must not hang us. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         vcf_set_errno(error, errno, path);
         return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return bad(error, path, "not a regular file");
     }
     guint8 head[SECTOR];
     g_autofree char *text = NULL;
@@ -57,12 +64,16 @@ char *vcf_descriptor_load(const char *path, GError **error)
         memcpy(&size, head + 36, 8);
         off = GUINT64_FROM_LE(off);
         size = GUINT64_FROM_LE(size);
-        if (off == 0 || size == 0 || size > MAX_DESC_BYTES / SECTOR) {
+        if (off == 0 || size == 0 || size > MAX_DESC_BYTES / SECTOR
+            || off > (guint64)st.st_size / SECTOR) {
             bad(error, path, "sparse extent without an embedded descriptor");
             goto out;
         }
         text = g_malloc0(size * SECTOR + 1);
-        if (vcf_pread_all(fd, text, size * SECTOR, off * SECTOR, path, error) < 0)
+        gssize got = vcf_pread_all(fd, text, size * SECTOR, off * SECTOR, path, error);
+        if (got == 0)
+            bad(error, path, "embedded descriptor truncated");
+        if (got <= 0)
             g_clear_pointer(&text, g_free);
     } else if (n > 0 && head[0] == '#') {
         text = g_malloc0(MAX_DESC_BYTES + 1);
@@ -70,10 +81,6 @@ char *vcf_descriptor_load(const char *path, GError **error)
             g_clear_pointer(&text, g_free);
     } else {
         bad(error, path, "not a VMDK descriptor nor a hosted sparse extent");
-    }
-    if (text != NULL && !g_utf8_validate(text, -1, NULL)) {
-        g_clear_pointer(&text, g_free);
-        bad(error, path, "descriptor is not UTF-8 text");
     }
 out:
     close(fd);
@@ -105,7 +112,8 @@ void vcf_geometry_from_descriptor(VcfGeometry *g, const char *text, guint64 capa
     g_autofree char *adapter = vcf_descriptor_get(text, "ddb.adapterType");
     /* Only plain words: the value goes back into descriptors we write. */
     if (adapter == NULL || *adapter == '\0' || strlen(adapter) >= sizeof g->adapter
-        || strspn(adapter, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(adapter))
+        || strspn(adapter, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+               != strlen(adapter))
         vcf_geometry_default(g, capacity, fallback_adapter);
     else
         vcf_geometry_default(g, capacity, adapter);

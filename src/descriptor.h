@@ -15,7 +15,8 @@ char *vcf_descriptor_get(const char *text, const char *key);
 
 /* The descriptor text of the VMDK at PATH: the file itself when it is a
  * descriptor, the embedded one when it is a hosted sparse extent. EINVAL
- * for anything else. */
+ * for anything else (a FIFO included). Bytes are not checked as text:
+ * only the ASCII keys are of use. */
 char *vcf_descriptor_load(const char *path, GError **error);
 
 /* What VMware computes for a disk of CAPACITY bytes on ADAPTER: 16 heads

@@ -155,7 +155,9 @@ static gboolean restore(const char *path, GBytes *bytes, GError **error)
 
 gboolean vcf_snapshot_undo(VcfSnapshotUndo *u, GError **error)
 {
-    if (!restore(u->vmx_path, u->vmx, error) || !restore(u->vmsd_path, u->vmsd, error))
+    /* The reverse of taking: the .vmsd stops naming the snapshot first, so
+     * that no moment lists the live disks as a snapshot's. */
+    if (!restore(u->vmsd_path, u->vmsd, error) || !restore(u->vmx_path, u->vmx, error))
         return FALSE;
     for (guint i = 0; i < u->deltas->len; i++)
         g_unlink(g_ptr_array_index(u->deltas, i));
@@ -212,7 +214,11 @@ gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
         goto undo;
     /* The chain is now correct whatever happens to the .vmsd. */
     if (!add_to_vmsd(vm, display_name, description, uid_out, error)) {
-        vcf_snapshot_undo(undo, NULL);
+        GError *e = NULL;
+        if (!vcf_snapshot_undo(undo, &e)) {
+            g_prefix_error(error, "(taking the snapshot back failed too: %s) ", e->message);
+            g_error_free(e);
+        }
         return FALSE;
     }
     if (undo_out != NULL)

@@ -18,8 +18,8 @@ typedef struct VcfSnapshotUndo VcfSnapshotUndo;
 gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
                            const char *display_name, const char *description,
                            char **uid_out, VcfSnapshotUndo **undo_out, GError **error);
-/* Takes the snapshot back: the old .vmx (the commit point, in reverse),
- * the old .vmsd, then the new deltas go. */
+/* Takes the snapshot back, in the reverse order of taking it: the old
+ * .vmsd, the old .vmx (the commit point), then the new deltas go. */
 gboolean vcf_snapshot_undo(VcfSnapshotUndo *undo, GError **error);
 void vcf_snapshot_undo_free(VcfSnapshotUndo *undo);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfSnapshotUndo, vcf_snapshot_undo_free)

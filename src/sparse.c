@@ -63,8 +63,10 @@ struct VcfSparse {
     VcfTable *gt;               /* every GT entry, grain order */
     VcfGrainSums *sums;
     guint64 next_sector;        /* where the next new grain goes */
-    char *descriptor;           /* the embedded descriptor text */
-    guint32 cid, parent_cid;
+    char *descriptor;           /* the embedded descriptor text (meta once open) */
+    VcfGeometry geometry;       /* from the descriptor; never changes */
+    guint32 cid;                /* atomic: renewed by the first write of a session */
+    guint32 parent_cid;
     char *parent_hint;
     /* Writers of different grains run at once; this guards what they
      * share: next_sector, the tables' entries and dirty pages, the session
@@ -192,7 +194,7 @@ static gboolean write_new_cid(VcfSparse *s, guint32 cid, GError **error)
         return FALSE;
     g_free(s->descriptor);
     s->descriptor = g_steal_pointer(&text);
-    s->cid = cid;
+    g_atomic_int_set((gint *)&s->cid, (gint)cid);
     return TRUE;
 }
 
@@ -245,6 +247,15 @@ static VcfSparse *write_new(const char *path, const VcfSparseParams *p,
                     path, p->capacity);
         return NULL;
     }
+    /* The hint goes between quotes on a line of its own. */
+    for (const char *c = p->parent_hint; c != NULL && *c; c++) {
+        if (*c == '"' || (guchar)*c < 0x20 || *c == 0x7f) {
+            g_set_error(error, VCF_ERROR, EINVAL, "%s: parent path %s holds a quote or a "
+                        "control character, which a VMDK descriptor cannot name", path,
+                        p->parent_hint);
+            return NULL;
+        }
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         g_autofree char *what = g_strdup_printf("creating %s", path);
@@ -268,6 +279,7 @@ static VcfSparse *write_new(const char *path, const VcfSparseParams *p,
     g_autofree char *base = g_path_get_basename(path);
     s->descriptor = descriptor_text(s->cid, p->parent_cid, p->parent_hint,
                                     capacity / SECTOR, base, p->geometry);
+    vcf_geometry_from_descriptor(&s->geometry, s->descriptor, capacity, "lsilogic");
     s->header = (SparseHeader){
         .magic = VMDK_MAGIC, .version = 1, .flags = FLAG_NL_DETECT,
         .capacity = capacity / SECTOR, .grain_size = GRAIN_SECTORS,
@@ -383,6 +395,7 @@ static gboolean load_descriptor(VcfSparse *s, GError **error)
     if (type == NULL || g_ascii_strcasecmp(type, "monolithicSparse") != 0)
         return bad(error, s->path, "createType is not monolithicSparse");
     s->descriptor = g_steal_pointer(&text);
+    vcf_geometry_from_descriptor(&s->geometry, s->descriptor, s->capacity, "lsilogic");
     return TRUE;
 }
 
@@ -504,7 +517,10 @@ gboolean vcf_sparse_close(VcfSparse *s, GError **error)
 
 const char *vcf_sparse_get_path(const VcfSparse *s) { return s->path; }
 guint64 vcf_sparse_get_capacity(const VcfSparse *s) { return s->capacity; }
-guint32 vcf_sparse_get_cid(const VcfSparse *s) { return s->cid; }
+guint32 vcf_sparse_get_cid(const VcfSparse *s)
+{
+    return (guint32)g_atomic_int_get((gint *)&s->cid);
+}
 guint32 vcf_sparse_get_parent_cid(const VcfSparse *s) { return s->parent_cid; }
 const char *vcf_sparse_get_parent_hint(const VcfSparse *s) { return s->parent_hint; }
 guint64 vcf_sparse_get_recovered_grains(const VcfSparse *s) { return s->recovered; }
@@ -639,5 +655,5 @@ gboolean vcf_sparse_sync(VcfSparse *s, GError **error)
 
 void vcf_sparse_get_geometry(const VcfSparse *s, VcfGeometry *g)
 {
-    vcf_geometry_from_descriptor(g, s->descriptor, s->capacity, "lsilogic");
+    *g = s->geometry;
 }
