@@ -343,7 +343,9 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
         vcf_remove_tree(tmp);
         return FALSE;
     }
-    gboolean ok = fill_store(lib, tmp, final, vm, disks, source, snapshot, name, error);
+    /* Its files' names durable before the folder is renamed into place. */
+    gboolean ok = fill_store(lib, tmp, final, vm, disks, source, snapshot, name, error)
+                  && vcf_fsync_dir(tmp, error);
     if (ok && g_rename(tmp, final) < 0) {
         int e = errno;
         g_set_error(error, VCF_ERROR, e == ENOTEMPTY ? EEXIST : e,

@@ -210,7 +210,8 @@ gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
         g_autofree char *key = g_strconcat(d->node, ".fileName", NULL);
         vcf_vmx_set(vmx, key, name);
     }
-    if (!vcf_vmx_save(vmx, vm->vmx_path, error))
+    /* The new deltas' names are durable before the .vmx names them. */
+    if (!vcf_fsync_dir(vm->dir, error) || !vcf_vmx_save(vmx, vm->vmx_path, error))
         goto undo;
     /* The chain is now correct whatever happens to the .vmsd. */
     if (!add_to_vmsd(vm, display_name, description, uid_out, error)) {
