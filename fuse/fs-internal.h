@@ -19,6 +19,9 @@ gboolean lookup_locked(VcfMount *m, Node *parent, const char *name,
 OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error);
 /* Name of the clone whose parents read REAL (or something under it), or NULL. m->lock held. */
 const char *protected_by(VcfMount *m, const char *real);
+/* Name of the clone whose parents include the file open as FD, or NULL.
+ * m->lock held. */
+const char *protected_fd_by(VcfMount *m, int fd);
 /* Recomputes the protected set from the open clones. m->lock held. */
 void protect_refresh(VcfMount *m);
 /* The clone's info when NAME in clone folder N is one of its disk files:

@@ -289,7 +289,8 @@ static void write_passed(fuse_req_t req, VcfMount *m, Handle *h, const char *buf
     gint gen = g_atomic_int_get(&m->protect_gen);
     if (g_atomic_int_get(&h->checked_gen) != gen) {
         g_mutex_lock(&m->lock);
-        g_autofree char *who = g_strdup(protected_by(m, h->real));
+        /* By inode: the file may have been renamed or linked since open. */
+        g_autofree char *who = g_strdup(protected_fd_by(m, h->fd));
         g_mutex_unlock(&m->lock);
         if (who != NULL) {
             g_rw_lock_reader_unlock(&m->pass_writes);

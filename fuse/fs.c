@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,30 @@ static void open_clone_free(gpointer p)
     g_free(oc);
 }
 
+static char *file_id(dev_t dev, ino_t ino)
+{
+    return g_strdup_printf("%ju:%ju", (uintmax_t)dev, (uintmax_t)ino);
+}
+
+/* By path, for the namespace operations; by device and inode, for handles
+ * opened earlier whose file may have been renamed or linked since. */
+static void protect_file(VcfMount *m, const char *path, const char *clone)
+{
+    g_hash_table_insert(m->protected, g_strdup(path), g_strdup(clone));
+    struct stat st;
+    if (stat(path, &st) == 0)
+        g_hash_table_insert(m->protected_ids, file_id(st.st_dev, st.st_ino), g_strdup(clone));
+}
+
+const char *protected_fd_by(VcfMount *m, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return NULL;
+    g_autofree char *id = file_id(st.st_dev, st.st_ino);
+    return g_hash_table_lookup(m->protected_ids, id);
+}
+
 OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error)
 {
     OpenClone *oc = g_hash_table_lookup(m->clones, name);
@@ -63,7 +88,7 @@ OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error)
     g_hash_table_insert(m->clones, g_strdup(name), oc);
     GPtrArray *files = vcf_clone_parent_files(c);
     for (guint i = 0; i < files->len; i++)
-        g_hash_table_insert(m->protected, g_strdup(g_ptr_array_index(files, i)), g_strdup(name));
+        protect_file(m, g_ptr_array_index(files, i), name);
     g_atomic_int_inc(&m->protect_gen);
     return oc;
 }
@@ -71,13 +96,14 @@ OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error)
 void protect_refresh(VcfMount *m)
 {
     g_hash_table_remove_all(m->protected);
+    g_hash_table_remove_all(m->protected_ids);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, m->clones);
     while (g_hash_table_iter_next(&it, &k, &v)) {
         GPtrArray *files = vcf_clone_parent_files(((OpenClone *)v)->clone);
         for (guint i = 0; i < files->len; i++)
-            g_hash_table_insert(m->protected, g_strdup(g_ptr_array_index(files, i)), g_strdup(k));
+            protect_file(m, g_ptr_array_index(files, i), k);
     }
     g_atomic_int_inc(&m->protect_gen);
 }
@@ -127,6 +153,7 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     m->clones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, open_clone_free);
     m->hidden = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->protected = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    m->protected_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->open_files = g_hash_table_new(g_direct_hash, g_direct_equal);
     m->open_dirs = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                          (GDestroyNotify)g_ptr_array_unref, NULL);
@@ -163,6 +190,7 @@ void vcf_mount_clear(VcfMount *m)
         g_hash_table_destroy(m->clones);   /* syncs and closes every disk */
         g_hash_table_destroy(m->hidden);
         g_hash_table_destroy(m->protected);
+        g_hash_table_destroy(m->protected_ids);
         node_table_clear(&m->nodes);
         m->clones = NULL;
     }

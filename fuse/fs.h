@@ -22,6 +22,7 @@ typedef struct {
     GHashTable *clones;    /* lock: name -> OpenClone* */
     GHashTable *hidden;    /* lock: mount paths of unlinked disk files */
     GHashTable *protected; /* lock: realpath -> name of a clone reading it */
+    GHashTable *protected_ids; /* lock: "dev:ino" of those files -> the same */
     GHashTable *open_files; /* lock: the file handles the kernel holds */
     GHashTable *open_dirs;  /* lock: the folder listings the kernel holds */
     gint protect_gen;      /* atomic: bumped whenever protected grows */

@@ -146,6 +146,25 @@ if [ "$made" = 1 ] && ! cmp -s "$C/TwoDisks/p5/p5_1-flat.vmdk" "$T/two1.raw"; th
     soft_fail "clone p5 does not read its parent's bytes: $(cmp "$C/TwoDisks/p5/p5_1-flat.vmdk" "$T/two1.raw" 2>&1)"
 fi
 
+# ---- the same through a hard link made outside the mount: the handle is
+# open on another name of the file a clone then reads
+rmdir "$C/TwoDisks/p5" 2>/dev/null || true
+ln "$LIB/TwoDisks/TwoDisks.vmdk" "$LIB/TwoDisks/alias.bin"
+sum_d0=$(sha "$LIB/TwoDisks/TwoDisks.vmdk")
+size_d0=$(stat -c %s "$LIB/TwoDisks/TwoDisks.vmdk")
+exec 4<>"$MNT/TwoDisks/alias.bin"
+mkdir "$C/TwoDisks@vmclonefs: p5/p6" 2>/dev/null || mkdir "$C/TwoDisks/p6" || fail "mkdir p6"
+if perl -e 'open(my $fh, "+<&=", 4) or die "fd 4: $!\n"; sysseek($fh, $ARGV[0], 0) or die;
+            syswrite($fh, "JUNK" x 16) or die "write: $!\n"' $((size_d0 - 4096)) 2>"$T/err"; then
+    if [ "$(sha "$LIB/TwoDisks/TwoDisks.vmdk")" != "$sum_d0" ]; then
+        soft_fail "a write through a hard link reached a disk clone p6 reads"
+    fi
+else
+    grep -q "Read-only file system" "$T/err" || fail "write through the link: $(cat "$T/err")"
+fi
+exec 4>&-
+[ "$(sha "$LIB/TwoDisks/TwoDisks.vmdk")" = "$sum_d0" ] || soft_fail "TwoDisks.vmdk changed under clone p6"
+
 unmount_lib
 finish_soft_fails
 note "parent disks are protected while clones need them, and only then"
