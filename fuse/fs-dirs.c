@@ -71,7 +71,11 @@ static void mkdir_locked(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const c
         if (!vcf_job_wait(job, &error)) {
             g_mutex_unlock(&m->lock);
             g_prefix_error(&error, "mkdir clones/%s/%s: ", p->source, name);
-            reply_gerror(req, error);
+            /* A failed mkdir always says why, ENOENT included (a missing
+             * disk), unlike the lookups reply_gerror keeps quiet about. */
+            g_warning("%s", error->message);
+            fuse_reply_err(req, vcf_error_errno(error));
+            g_error_free(error);
             return;
         }
         g_message("made linked clone %s of %s in %.1f ms", name, p->source,

@@ -615,8 +615,11 @@ static GPtrArray *list_node(VcfMount *m, const Node *n)
         g_autoptr(GPtrArray) vms = vcf_library_list_vms(m->lib);
         for (guint i = 0; i < vms->len; i++) {
             const char *name = g_ptr_array_index(vms, i);
-            add_entry(list, name, S_IFDIR);
+            /* Listed only if lookup will find it: a VM whose .vmx does not
+             * load is left out (its lookup logs why), like a folder with none. */
             g_autoptr(VcfVm) vm = vcf_library_load_vm(m->lib, name, NULL);
+            if (vm != NULL)
+                add_entry(list, name, S_IFDIR);
             for (guint j = 0; vm != NULL && j < vm->snapshots->len; j++) {
                 const VcfSnapshot *s = g_ptr_array_index(vm->snapshots, j);
                 g_autofree char *sn = g_strdup_printf("%s@%s", name, s->display_name);

@@ -212,6 +212,20 @@ static char *extent_name(libvmdk_handle_t *handle, int index,
                     "%s: extent %d has an unsupported type (%d)", disk, index, type);
         return NULL;
     }
+    if (r == 1 && (type == LIBVMDK_EXTENT_TYPE_FLAT || type == LIBVMDK_EXTENT_TYPE_VMFS_FLAT)) {
+        /* The descriptor gives a flat extent's offset in sectors; libvmdk
+         * 20200926 takes it as bytes and would serve the wrong bytes. */
+        off64_t off = 0;
+        size64_t len = 0;
+        r = libvmdk_extent_descriptor_get_range(ext, &off, &len, &verr);
+        if (r == 1 && off != 0) {
+            libvmdk_extent_descriptor_free(&ext, NULL);
+            g_set_error(error, VCF_ERROR, EINVAL, "%s: extent %d is a flat extent that starts "
+                        "at an offset inside its file, which libvmdk misreads; not supported",
+                        disk, index);
+            return NULL;
+        }
+    }
     if (r == 1)
         r = libvmdk_extent_descriptor_get_utf8_filename_size(ext, &size, &verr);
     g_autofree char *name = NULL;

@@ -5,15 +5,20 @@
 # on serving the other clones.
 #
 #   a stored grain's bytes changed, a grain's checksum changed, a grain
-#   table entry pointing at another grain's data, a store cut short: EIO
-#   for those grains (a partial write into a bad grain does not make it
-#   readable; a whole-grain write replaces it), the rest of the disk as the
-#   model says;
+#   table entry pointing at another grain's data: EIO for that grain and
+#   only that grain, with a log line naming the store and the disk offset
+#   (a partial write into a bad grain does not make it readable; a
+#   whole-grain write may replace it, and then reads back right);
+#   grain table entries pointing at the header or past the end, a store cut
+#   short: EIO for those grains (or the whole clone), never other bytes;
 #   the parent snapshot disk cut short: EIO where its data is gone;
-#   the parent's CID changed in place, the parent replaced by another disk,
-#   the parent missing: the clone is refused (EIO or ENOENT, a log line
-#   naming the parent), never the new parent's bytes, while another clone
-#   and a new clone read right; the parent put back, the clone reads right.
+#   the parent's parent changed (CID): clones of the snapshot are refused,
+#   new ones too, and the refusals leave no trace;
+#   the parent's CID changed in place, the parent replaced by another disk
+#   (same size, smaller), the parent missing: the clone is refused (EIO or
+#   ENOENT, a log line naming the parent), never the new parent's bytes,
+#   while another clone reads and writes right and a new clone of another
+#   VM reads right; the parent put back, the clone reads right again.
 #
 # Oracles: a model of each clone's disk made with write_both over qemu-img's
 # raw image of its parent; qemu-img map for where a grain is stored and to
