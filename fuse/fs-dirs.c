@@ -1,7 +1,10 @@
-/* Operations that change the namespace: mkdir makes clones, rmdir deletes
- * them; the rest is passed through where the mount shows real files. */
+/* Operations that change the namespace: mkdir makes clones, rmdir and rm
+ * delete them, mv renames them; the rest is passed through where the mount
+ * shows real files. Each clone change holds m->ns_lock across its I/O and
+ * m->lock only to look at or change the tables. */
 #include "config.h"
 #include "fs-internal.h"
+#include "clone-rename.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -10,7 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The real folder behind PARENT for making NAME in it, or NULL with *ERR. */
+/* GIO and the freedesktop.org spec trash into MOUNT/.Trash-UID or
+ * MOUNT/.Trash/UID; without one the file manager offers to delete. */
+static gboolean is_trash_name(const char *name)
+{
+    return g_str_equal(name, ".Trash") || g_str_has_prefix(name, ".Trash-");
+}
+
+/* The real folder behind PARENT for making NAME in it, or NULL with *ERR.
+ * m->lock held. */
 static char *real_child(VcfMount *m, const Node *parent, const char *name, int *err,
                         char **why)
 {
@@ -19,8 +30,14 @@ static char *real_child(VcfMount *m, const Node *parent, const char *name, int *
         *why = g_strdup_printf("%s: only mkdir of a new clone works here", parent->path);
         return NULL;
     }
-    if (parent->kind == NODE_ROOT && (g_str_equal(name, "clones") || g_str_equal(name, ".vmclonefs"))) {
+    if (parent->kind == NODE_ROOT && (g_str_equal(name, CLONES_DIR) || g_str_equal(name, STATE_DIR))) {
         *err = EEXIST;
+        return NULL;
+    }
+    if (parent->kind == NODE_ROOT && is_trash_name(name)) {
+        *err = EPERM;
+        *why = g_strdup_printf("%s: vmclonefs keeps no trash folder in the library; "
+                               "delete instead (rmdir or rm -r deletes a clone)", name);
         return NULL;
     }
     if (parent->kind == NODE_CLONE) {
@@ -30,7 +47,7 @@ static char *real_child(VcfMount *m, const Node *parent, const char *name, int *
             *err = EEXIST;
             return NULL;
         }
-        if (clone_reserved_name(name)) {
+        if (clone_hidden_name(m, parent, name)) {
             *err = EPERM;
             *why = g_strdup_printf("%s/%s: this name is reserved for the clone's own state",
                                    parent->path, name);
@@ -40,74 +57,55 @@ static char *real_child(VcfMount *m, const Node *parent, const char *name, int *
     return g_build_filename(parent->real, name, NULL);
 }
 
+/* Replies with the entry of NAME, just made under PARENT. m->lock held;
+ * released here. */
 static void reply_new_entry(fuse_req_t req, VcfMount *m, Node *parent, const char *name)
 {
     struct fuse_entry_param e;
     GError *error = NULL;
-    if (lookup_locked(m, parent, name, &e, &error)) {
-        g_mutex_unlock(&m->lock);
-        fuse_reply_entry(req, &e);
-    } else {
-        g_mutex_unlock(&m->lock);
+    gboolean ok = lookup_locked(m, parent, name, &e, &error);
+    g_mutex_unlock(&m->lock);
+    if (ok)
+        reply_entry_counted(req, m, &e);
+    else
         reply_gerror(req, error);
-    }
 }
 
-static void mkdir_locked(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const char *name,
-                         mode_t mode)
+/* mkdir clones/SOURCE/NAME. m->ns_lock held. */
+static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const char *source,
+                       const char *name)
 {
+    GError *error = NULL;
+    gint64 t0 = g_get_monotonic_time();
+    /* mkdir returns once the clone exists: wait for the job. */
+    g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name, NULL, NULL);
+    if (!vcf_job_wait(job, &error)) {
+        g_prefix_error(&error, "mkdir clones/%s/%s: ", source, name);
+        /* A failed mkdir always says why, ENOENT included (a missing
+         * disk), unlike the lookups reply_gerror keeps quiet about. */
+        g_warning("%s", error->message);
+        fuse_reply_err(req, vcf_error_errno(error));
+        g_error_free(error);
+        return;
+    }
+    if (open_clone_now(m, name, &error) == NULL) {
+        /* A clone we cannot open would leave its parents unprotected:
+         * it goes again, and mkdir says why. */
+        g_prefix_error(&error, "mkdir clones/%s/%s: the new clone does not open: ", source, name);
+        g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(m->lib, name, NULL);
+        vcf_clone_delete(m->lib, name, NULL);
+        if (info != NULL)
+            release_base_logged(m, info);
+        reply_gerror(req, error);
+        return;
+    }
+    g_message("made linked clone %s of %s in %.1f ms", name, source,
+              (g_get_monotonic_time() - t0) / 1000.0);
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
     if (p == NULL) {
         g_mutex_unlock(&m->lock);
         fuse_reply_err(req, ENOENT);
-        return;
-    }
-    if (p->kind == NODE_SOURCE) {
-        GError *error = NULL;
-        gint64 t0 = g_get_monotonic_time();
-        /* mkdir returns once the clone exists: wait for the job. */
-        g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, p->source, name, NULL, NULL);
-        if (!vcf_job_wait(job, &error)) {
-            g_mutex_unlock(&m->lock);
-            g_prefix_error(&error, "mkdir clones/%s/%s: ", p->source, name);
-            /* A failed mkdir always says why, ENOENT included (a missing
-             * disk), unlike the lookups reply_gerror keeps quiet about. */
-            g_warning("%s", error->message);
-            fuse_reply_err(req, vcf_error_errno(error));
-            g_error_free(error);
-            return;
-        }
-        g_message("made linked clone %s of %s in %.1f ms", name, p->source,
-                  (g_get_monotonic_time() - t0) / 1000.0);
-        if (open_clone_locked(m, name, &error) == NULL) {
-            /* A clone we cannot open would leave its parents unprotected:
-             * it goes again, and mkdir says why. */
-            g_prefix_error(&error, "mkdir clones/%s/%s: the new clone does not open: ",
-                           p->source, name);
-            vcf_clone_delete(m->lib, name, NULL);
-            g_mutex_unlock(&m->lock);
-            reply_gerror(req, error);
-            return;
-        }
-        reply_new_entry(req, m, p, name);
-        return;
-    }
-    if (p->kind == NODE_CLONES) {
-        g_mutex_unlock(&m->lock);
-        reply_errno(req, EPERM, NULL);
-        g_warning("mkdir clones/%s: make a clone inside clones/SOURCE/, for example "
-                  "mkdir clones/VM/%s", name, name);
-        return;
-    }
-    int err = 0;
-    g_autofree char *why = NULL;
-    g_autofree char *real = real_child(m, p, name, &err, &why);
-    if (real != NULL && mkdir(real, mode) < 0)
-        err = errno;
-    if (err != 0) {
-        g_mutex_unlock(&m->lock);
-        reply_errno(req, err, why);
         return;
     }
     reply_new_entry(req, m, p, name);
@@ -119,51 +117,121 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
     /* No write reaches a passed-through disk while a clone may be freezing
      * it; the writes that come after see it protected. */
     g_rw_lock_writer_lock(&m->pass_writes);
-    mkdir_locked(req, m, parent, name, mode);
+    g_mutex_lock(&m->ns_lock);
+    g_mutex_lock(&m->lock);
+    Node *p = node_get(&m->nodes, parent);
+    int err = 0;
+    g_autofree char *why = NULL;
+    g_autofree char *real = NULL;
+    if (p == NULL) {
+        err = ENOENT;
+    } else if (p->kind == NODE_SOURCE) {
+        g_autofree char *source = g_strdup(p->source);
+        g_mutex_unlock(&m->lock);
+        make_clone(req, m, parent, source, name);
+        goto out;
+    } else if (p->kind == NODE_CLONES) {
+        err = EPERM;
+        why = g_strdup_printf("mkdir clones/%s: make a clone inside clones/SOURCE/, for "
+                              "example mkdir clones/VM/%s", name, name);
+    } else if ((real = real_child(m, p, name, &err, &why)) != NULL && mkdir(real, mode) < 0) {
+        err = errno;
+    }
+    if (err != 0) {
+        g_mutex_unlock(&m->lock);
+        reply_errno(req, err, why);
+    } else {
+        reply_new_entry(req, m, p, name);
+    }
+out:
+    g_mutex_unlock(&m->ns_lock);
     g_rw_lock_writer_unlock(&m->pass_writes);
 }
 
-static void forget_hidden_under(VcfMount *m, const char *path)
+/* Makes clone NAME's stored disks go, once nothing holds them: steals its
+ * open copy (so nothing reopens it meanwhile), then runs DROP. m->ns_lock
+ * held. */
+typedef gboolean (*DropFunc)(VcfLibrary *lib, const char *name, GError **error);
+
+static gboolean take_away(VcfMount *m, const char *name, DropFunc drop, GError **error)
 {
-    GHashTableIter it;
-    gpointer k;
-    gsize n = strlen(path);
-    g_hash_table_iter_init(&it, m->hidden);
-    while (g_hash_table_iter_next(&it, &k, NULL))
-        if (strncmp(k, path, n) == 0 && ((char *)k)[n] == '/')
-            g_hash_table_iter_remove(&it);
+    g_mutex_lock(&m->lock);
+    g_hash_table_add(m->closing, g_strdup(name));
+    OpenClone *oc = open_clone_steal(m, name);
+    g_mutex_unlock(&m->lock);
+    gboolean ok = drop(m->lib, name, error);
+    g_mutex_lock(&m->lock);
+    g_hash_table_remove(m->closing, name);
+    if (!ok)
+        open_clone_put_back(m, name, oc);   /* a refusal changes nothing */
+    g_mutex_unlock(&m->lock);
+    if (ok && oc != NULL)
+        open_clone_discard(oc);
+    return ok;
 }
 
-/* rmdir of a clone folder deletes the clone, whatever the folder holds:
- * that is what the user asked for, and rm -r gets there the same way. */
-static int remove_clone(VcfMount *m, const Node *p, const char *name, char **why)
+/* The clone NAME under source folder P, checked free to change: none of
+ * its disks is open. A fresh copy of its info, or NULL with *ERR and *WHY.
+ * m->ns_lock held. */
+static VcfCloneInfo *clone_at_rest(VcfMount *m, const char *source, const char *name,
+                                   const char *what, int *err, char **why)
 {
-    g_autofree char *path = g_strconcat(p->path, "/", name, NULL);
-    g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(m->lib, name, NULL);
-    if (info == NULL || g_strcmp0(info->source, p->source) != 0)
-        return ENOENT;
+    g_mutex_lock(&m->lock);
+    g_autoptr(VcfCloneInfo) owned = NULL;
+    const VcfCloneInfo *known = clone_info_locked(m, name, &owned);
     OpenClone *oc = g_hash_table_lookup(m->clones, name);
-    if (oc != NULL && oc->handles > 0) {
-        *why = g_strdup_printf("rmdir %s: the clone's disk is open (%u handles); close it first",
-                               path, oc->handles);
-        return EBUSY;
+    guint handles = oc ? oc->handles : 0;
+    gboolean here = known != NULL && g_strcmp0(known->source, source) == 0;
+    g_mutex_unlock(&m->lock);
+    if (!here) {
+        *err = ENOENT;
+        return NULL;
     }
-    g_hash_table_remove(m->clones, name);   /* syncs and closes */
+    if (handles > 0) {
+        *err = EBUSY;
+        *why = g_strdup_printf("%s clones/%s/%s: the clone's disk is open (%u handles); close "
+                               "it first", what, source, name, handles);
+        return NULL;
+    }
     GError *error = NULL;
-    gboolean ok = vcf_clone_delete(m->lib, name, &error);
-    /* Protection follows the clones still open: reopened on next use if
-     * the delete failed before it took the clone away. */
-    protect_refresh(m);
-    if (!ok) {
-        *why = g_strdup_printf("rmdir %s: %s", path, error->message);
-        int err = vcf_error_errno(error);
+    VcfCloneInfo *info = vcf_clone_info_load(m->lib, name, &error);
+    if (info == NULL) {
+        *err = vcf_error_errno(error);
+        *why = g_strdup_printf("%s clones/%s/%s: %s", what, source, name, error->message);
         g_error_free(error);
-        if (open_clone_locked(m, name, NULL) != NULL)
-            protect_refresh(m);
+    }
+    return info;
+}
+
+/* rmdir of a clone folder that holds only what vmclonefs shows deletes the
+ * clone; one holding the user's files is not empty, as anywhere. */
+static int remove_clone(VcfMount *m, const char *source, const char *name, char **why)
+{
+    int err = 0;
+    g_autoptr(VcfCloneInfo) info = clone_at_rest(m, source, name, "rmdir", &err, why);
+    if (info == NULL)
+        return err;
+    g_autofree char *other = NULL;
+    GError *error = NULL;
+    if (!vcf_clone_folder_is_own(info, &other, &error)) {
+        if (error != NULL) {
+            *why = g_strdup_printf("rmdir clones/%s/%s: %s", source, name, error->message);
+            g_error_free(error);
+            return EIO;
+        }
+        *why = g_strdup_printf("rmdir clones/%s/%s: the folder holds %s, which is not the "
+                               "clone's; remove it first (rm -r removes everything)",
+                               source, name, other);
+        return ENOTEMPTY;
+    }
+    if (!take_away(m, name, vcf_clone_delete, &error)) {
+        *why = g_strdup_printf("rmdir clones/%s/%s: %s", source, name, error->message);
+        err = vcf_error_errno(error);
+        g_error_free(error);
         return err;
     }
-    forget_hidden_under(m, path);
     g_message("deleted clone %s", name);
+    release_base_logged(m, info);
     return 0;
 }
 
@@ -172,12 +240,16 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     VcfMount *m = VCF_MOUNT(req);
     g_autofree char *why = NULL;
     int err = 0;
+    g_mutex_lock(&m->ns_lock);
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
     if (p == NULL) {
         err = ENOENT;
     } else if (p->kind == NODE_SOURCE) {
-        err = remove_clone(m, p, name, &why);
+        g_autofree char *source = g_strdup(p->source);
+        g_mutex_unlock(&m->lock);
+        err = remove_clone(m, source, name, &why);
+        g_mutex_lock(&m->lock);
     } else if (p->kind == NODE_ROOT || p->kind == NODE_PASS || p->kind == NODE_CLONE) {
         g_autofree char *real = g_build_filename(p->real, name, NULL);
         const char *who = protected_by(m, real);
@@ -185,7 +257,7 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
             err = EBUSY;
             why = g_strdup_printf("rmdir %s/%s: linked clone %s reads a disk in it",
                                   p->path, name, who);
-        } else if (p->kind == NODE_ROOT && g_str_equal(name, "clones")) {
+        } else if (p->kind == NODE_ROOT && g_str_equal(name, CLONES_DIR)) {
             err = EPERM;
         } else if (rmdir(real) < 0) {
             err = errno;
@@ -199,7 +271,46 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         err = EPERM;
     }
     g_mutex_unlock(&m->lock);
+    g_mutex_unlock(&m->ns_lock);
     reply_errno(req, err, why);
+}
+
+/* rm of a disk name: gone for good; with the clone's last disk name go its
+ * stored disks (see clone-store.h). m->ns_lock held. */
+static int unlink_disk_name(VcfMount *m, const char *source, const char *clone,
+                            const char *name, char **why)
+{
+    int err = 0;
+    g_autoptr(VcfCloneInfo) info = clone_at_rest(m, source, clone, "rm", &err, why);
+    if (info == NULL)
+        return err;
+    GError *error = NULL;
+    gboolean last = FALSE;
+    if (!vcf_clone_unlink_name(info, name, &last, &error)) {
+        *why = g_strdup_printf("rm clones/%s/%s/%s: %s", source, clone, name, error->message);
+        err = vcf_error_errno(error);
+        g_error_free(error);
+        return err;
+    }
+    if (last) {
+        if (!take_away(m, clone, vcf_clone_drop_disks, &error)) {
+            *why = g_strdup_printf("rm clones/%s/%s/%s: freeing the clone's disks: %s",
+                                   source, clone, name, error->message);
+            g_error_free(error);
+            return EIO;
+        }
+        g_message("clone %s: its last disk file is gone, and its stored disks with it", clone);
+        release_base_logged(m, info);
+        return 0;
+    }
+    g_mutex_lock(&m->lock);
+    OpenClone *oc = g_hash_table_lookup(m->clones, clone);
+    if (oc != NULL) {
+        vcf_clone_info_free(oc->info);
+        oc->info = g_steal_pointer(&info);
+    }
+    g_mutex_unlock(&m->lock);
+    return 0;
 }
 
 void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -207,6 +318,7 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     VcfMount *m = VCF_MOUNT(req);
     g_autofree char *why = NULL;
     int err = 0;
+    g_mutex_lock(&m->ns_lock);
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
     guint index;
@@ -214,25 +326,28 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (p == NULL) {
         err = ENOENT;
     } else if (p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat)) {
-        OpenClone *oc = g_hash_table_lookup(m->clones, p->clone);
-        if (oc != NULL && oc->handles > 0) {
-            /* rm -r of a clone in use fails as a whole, as its rmdir will. */
-            err = EBUSY;
-            why = g_strdup_printf("rm %s/%s: the clone's disk is open (%u handles); close it "
-                                  "first", p->path, name, oc->handles);
-        } else {
-            /* The disk stays in the store; it only leaves the listing, so
-             * that rm -r of a clone folder gets to the rmdir that deletes it. */
-            g_hash_table_add(m->hidden, node_child_path(p, name));
-        }
+        g_autofree char *source = g_strdup(p->source);
+        g_autofree char *clone = g_strdup(p->clone);
+        g_mutex_unlock(&m->lock);
+        err = unlink_disk_name(m, source, clone, name, &why);
+        g_mutex_lock(&m->lock);
     } else if (p->kind == NODE_ROOT || p->kind == NODE_PASS || p->kind == NODE_CLONE) {
         g_autofree char *real = g_build_filename(p->real, name, NULL);
+        g_autoptr(VcfCloneInfo) owned = NULL;
+        const VcfCloneInfo *info = p->kind == NODE_CLONE ? clone_info_locked(m, p->clone, &owned)
+                                                          : NULL;
+        OpenClone *oc = info ? g_hash_table_lookup(m->clones, p->clone) : NULL;
         const char *who = protected_by(m, real);
         if (who != NULL) {
             err = EBUSY;
             why = g_strdup_printf("rm %s/%s: linked clone %s reads this file", p->path, name, who);
-        } else if (p->kind == NODE_CLONE && clone_reserved_name(name)) {
+        } else if (info != NULL && vcf_clone_hides(info, name)) {
             err = ENOENT;
+        } else if (info != NULL && vcf_clone_is_config(info, name) && oc && oc->handles > 0) {
+            /* rm -r of a clone in use must fail before it loses its config. */
+            err = EBUSY;
+            why = g_strdup_printf("rm %s/%s: the clone's disk is open (%u handles); its "
+                                  "config stays while it runs", p->path, name, oc->handles);
         } else if (unlink(real) < 0) {
             err = errno;
         }
@@ -240,7 +355,57 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         err = EPERM;
     }
     g_mutex_unlock(&m->lock);
+    g_mutex_unlock(&m->ns_lock);
     reply_errno(req, err, why);
+}
+
+/* mv clones/SRC/FROM clones/SRC/TO. m->ns_lock held. */
+static int rename_clone(VcfMount *m, const char *source, const char *from, const char *to,
+                        char **why)
+{
+    int err = 0;
+    g_autoptr(VcfCloneInfo) info = clone_at_rest(m, source, from, "mv", &err, why);
+    if (info == NULL)
+        return err;
+    g_mutex_lock(&m->lock);
+    g_hash_table_add(m->closing, g_strdup(from));
+    OpenClone *oc = open_clone_steal(m, from);
+    g_mutex_unlock(&m->lock);
+    GError *error = NULL;
+    if (oc != NULL) {
+        /* Closed properly: its data stays, under the new name. */
+        if (!vcf_clone_close(oc->clone, &error)) {
+            g_warning("mv clones/%s/%s: closing it: %s", source, from, error->message);
+            g_clear_error(&error);
+        }
+        oc->clone = NULL;
+        open_clone_discard(oc);
+    }
+    gboolean ok = vcf_clone_rename(m->lib, from, to, &error);
+    g_mutex_lock(&m->lock);
+    g_hash_table_remove(m->closing, from);
+    if (ok) {
+        g_autofree char *mf = g_strdup_printf("%s/%s/%s", CLONES_DIR, source, from);
+        g_autofree char *mt = g_strdup_printf("%s/%s/%s", CLONES_DIR, source, to);
+        g_autofree char *rf = g_build_filename(vcf_library_store_root(m->lib), from, NULL);
+        g_autofree char *rt = g_build_filename(vcf_library_store_root(m->lib), to, NULL);
+        node_move_clone(&m->nodes, mf, mt, rf, rt, to);
+    }
+    g_mutex_unlock(&m->lock);
+    const char *now = ok ? to : from;
+    GError *local = NULL;
+    if (open_clone_now(m, now, &local) == NULL) {
+        g_warning("clone %s does not open after mv: %s", now, local->message);
+        g_error_free(local);
+    }
+    if (!ok) {
+        *why = g_strdup_printf("mv clones/%s/%s to %s: %s", source, from, to, error->message);
+        err = vcf_error_errno(error);
+        g_error_free(error);
+        return err;
+    }
+    g_message("renamed clone %s to %s", from, to);
+    return 0;
 }
 
 void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -249,20 +414,44 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     VcfMount *m = VCF_MOUNT(req);
     g_autofree char *why = NULL;
     int err = 0;
+    g_mutex_lock(&m->ns_lock);
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
     Node *np = node_get(&m->nodes, newparent);
     g_autofree char *from = NULL, *to = NULL;
     guint index;
     gboolean flat;
+    g_autoptr(VcfCloneInfo) owned = NULL;
+    const VcfCloneInfo *info = p && p->kind == NODE_CLONE ? clone_info_locked(m, p->clone, &owned)
+                                                          : NULL;
     if (p == NULL || np == NULL) {
         err = ENOENT;
+    } else if (flags & ~(unsigned int)RENAME_NOREPLACE) {
+        /* Exchanging two names would have to swap whole subtrees of our
+         * nodes, and no tool a user runs needs it. */
+        err = EINVAL;
+        why = g_strdup_printf("rename %s/%s: only plain renames (and RENAME_NOREPLACE) are "
+                              "supported, not flags %#x", p->path, name, flags);
+    } else if (p->kind == NODE_SOURCE) {
+        if (np != p) {
+            err = np->kind == NODE_SOURCE ? EXDEV : EINVAL;
+            why = g_strdup_printf("mv %s/%s: a clone stays in its source folder %s; mv it "
+                                  "within that folder to rename it", p->path, name, p->path);
+        } else {
+            g_autofree char *source = g_strdup(p->source);
+            g_mutex_unlock(&m->lock);
+            err = rename_clone(m, source, name, newname, &why);
+            g_mutex_lock(&m->lock);
+        }
     } else if ((p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat))
-               || p->kind == NODE_SOURCE || p->kind == NODE_CLONES
-               || (p->kind == NODE_ROOT && g_str_equal(name, "clones"))) {
+               || p->kind == NODE_CLONES || (p->kind == NODE_ROOT && g_str_equal(name, CLONES_DIR))) {
         err = EPERM;
-        why = g_strdup_printf("rename %s/%s: clones and their disks keep their names",
-                              p->path, name);
+        why = g_strdup_printf("rename %s/%s: a clone's disks keep their names; mv the clone "
+                              "folder to rename the clone", p->path, name);
+    } else if (info != NULL && vcf_clone_is_config(info, name)) {
+        err = EPERM;
+        why = g_strdup_printf("rename %s/%s: the clone's own config keeps its name; mv the "
+                              "clone folder to rename the clone", p->path, name);
     } else if (p->kind != NODE_ROOT && p->kind != NODE_PASS && p->kind != NODE_CLONE) {
         err = EPERM;
     } else if ((to = real_child(m, np, newname, &err, &why)) != NULL) {
@@ -282,6 +471,7 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
         }
     }
     g_mutex_unlock(&m->lock);
+    g_mutex_unlock(&m->ns_lock);
     reply_errno(req, err, why);
 }
 

@@ -3,6 +3,9 @@
 #include "fs.h"
 #include <sys/stat.h>
 
+#define CLONES_DIR "clones"
+#define STATE_DIR ".vmclonefs"
+
 #define VCF_MOUNT(req) ((VcfMount *)fuse_req_userdata(req))
 
 /* Logs ERROR's message and replies with its errno. Frees ERROR. */
@@ -17,21 +20,41 @@ gboolean lookup_locked(VcfMount *m, Node *parent, const char *name,
                        struct fuse_entry_param *e, GError **error);
 /* The clone's open disks (opening them if need be). m->lock held. */
 OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error);
+/* Opens clone NAME unless open, reading its store without m->lock, and
+ * returns it. m->ns_lock held, m->lock not. */
+OpenClone *open_clone_now(VcfMount *m, const char *name, GError **error);
+/* Takes the open clone NAME out of the table (NULL if not open) and drops
+ * its protection. m->ns_lock and m->lock held. */
+OpenClone *open_clone_steal(VcfMount *m, const char *name);
+/* Undoes open_clone_steal after a refusal. m->ns_lock and m->lock held. */
+void open_clone_put_back(VcfMount *m, const char *name, OpenClone *oc);
+/* Frees a stolen clone without writing anything: its store is gone. */
+void open_clone_discard(OpenClone *oc);
+/* What clone.ini says of NAME: the open clone's copy, else read now into
+ * *OWNED (which the caller frees). NULL if there is no such clone. m->lock held. */
+const VcfCloneInfo *clone_info_locked(VcfMount *m, const char *name, VcfCloneInfo **owned);
+/* Takes back the clone's base snapshot if nothing needs it; logs what it did. */
+void release_base_logged(VcfMount *m, const VcfCloneInfo *info);
 /* Name of the clone whose parents read REAL (or something under it), or NULL. m->lock held. */
 const char *protected_by(VcfMount *m, const char *real);
-/* Name of the clone whose parents include the file open as FD, or NULL.
- * m->lock held. */
+/* Name of the clone whose parents include the file open as FD (or with
+ * ST's device and inode), or NULL. m->lock held. */
 const char *protected_fd_by(VcfMount *m, int fd);
+const char *protected_id_by(VcfMount *m, const struct stat *st);
 /* Recomputes the protected set from the open clones. m->lock held. */
 void protect_refresh(VcfMount *m);
 /* The clone's info when NAME in clone folder N is one of its disk files:
  * returns TRUE and sets *STEM_INDEX and *IS_FLAT. m->lock held. */
 gboolean clone_disk_name(VcfMount *m, const Node *clone_dir, const char *name,
                          guint *stem_index, gboolean *is_flat);
+/* TRUE if NAME in clone folder N is the clone's own state, never shown nor
+ * made through the mount (clone.ini, sums, markers, the deltas). m->lock held. */
+gboolean clone_hidden_name(VcfMount *m, const Node *clone_dir, const char *name);
+/* Replies with E, or forgets the lookup E counted if the kernel never got
+ * it (the request was interrupted). m->lock not held. */
+void reply_entry_counted(fuse_req_t req, VcfMount *m, const struct fuse_entry_param *e);
 /* The text of the flat descriptor shown beside DISK's flat file. */
 char *disk_descriptor(const char *stem, VcfDisk *disk);
-/* Reserved names in a clone's store folder that the mount never shows. */
-gboolean clone_reserved_name(const char *name);
 
 /* Frees the handles the kernel never released (at unmount). */
 void open_files_free_all(VcfMount *m);

@@ -84,6 +84,31 @@ void open_files_free_all(VcfMount *m)
     }
 }
 
+/* Opens a real file for H. O_TRUNC waits until the file is known not to
+ * be a protected parent by its device and inode, as a hard link or a file
+ * renamed since the check by path would be. m->lock held. */
+static int open_passed(VcfMount *m, Handle *h, const char *real, const char *path, int flags,
+                       mode_t mode, char **why)
+{
+    int keep = (flags & O_CREAT) ? ~(O_NOCTTY | O_TRUNC) : ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
+    h->fd = open(real, flags & keep, mode);
+    if (h->fd < 0)
+        return errno;
+    if (!wants_write(flags))
+        return 0;
+    const char *who = protected_fd_by(m, h->fd);
+    if (who != NULL) {
+        *why = g_strdup_printf("open %s for writing: linked clone %s reads this file (by "
+                               "another name); it stays read-only while the clone exists",
+                               path, who);
+        return EROFS;
+    }
+    if ((flags & O_TRUNC) && ftruncate(h->fd, 0) < 0)
+        return errno;
+    watch_writes(m, h, real, path);
+    return 0;
+}
+
 static void reply_handle(fuse_req_t req, VcfMount *m, struct fuse_file_info *fi, Handle *h,
                          gboolean immutable)
 {
@@ -116,10 +141,8 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             err = EROFS;
             why = g_strdup_printf("open %s for writing: linked clone %s reads this file; "
                                   "it stays read-only while the clone exists", n->path, who);
-        } else if ((h->fd = open(n->real, fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY))) < 0) {
-            err = errno;
-        } else if (wants_write(fi->flags)) {
-            watch_writes(m, h, n->real, n->path);
+        } else {
+            err = open_passed(m, h, n->real, n->path, fi->flags, 0, &why);
         }
         immutable = who != NULL;
     } else if (n->kind == NODE_FLAT) {
@@ -189,9 +212,9 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
         gboolean flat;
         if (p->kind == NODE_CLONE && clone_disk_name(m, p, name, &i, &flat))
             err = EEXIST;
-        else if ((p->kind == NODE_CLONE && clone_reserved_name(name))
-                 || (p->kind == NODE_ROOT && (g_str_equal(name, "clones")
-                                              || g_str_equal(name, ".vmclonefs"))))
+        else if ((p->kind == NODE_CLONE && clone_hidden_name(m, p, name))
+                 || (p->kind == NODE_ROOT && (g_str_equal(name, CLONES_DIR)
+                                              || g_str_equal(name, STATE_DIR))))
             err = EPERM;
         else
             real = g_build_filename(p->real, name, NULL);
@@ -207,16 +230,13 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     Handle *h = g_new0(Handle, 1);
     h->kind = NODE_PASS;
     h->fd = -1;
-    if (err == 0 && (h->fd = open(real, fi->flags | O_CREAT, mode)) < 0)
-        err = errno;
+    g_autofree char *path = p ? node_child_path(p, name) : NULL;
+    if (err == 0)
+        err = open_passed(m, h, real, path, fi->flags | O_CREAT, mode, &why);
     struct fuse_entry_param e;
     GError *error = NULL;
     if (err == 0 && !lookup_locked(m, p, name, &e, &error))
         err = vcf_error_errno(error);
-    if (err == 0) {
-        g_autofree char *path = g_strconcat(p->path, "/", name, NULL);
-        watch_writes(m, h, real, path);
-    }
     g_mutex_unlock(&m->lock);
     if (err != 0) {
         handle_free(h);
@@ -228,8 +248,12 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     }
     fi->fh = (uint64_t)(uintptr_t)h;
     handle_keep(m, h);
-    if (fuse_reply_create(req, &e, fi) == -ENOENT)
+    if (fuse_reply_create(req, &e, fi) == -ENOENT) {
         handle_drop(m, h);
+        g_mutex_lock(&m->lock);
+        node_forget(&m->nodes, e.ino, 1);   /* the kernel never got the entry */
+        g_mutex_unlock(&m->lock);
+    }
 }
 
 static void reply_disk_error(fuse_req_t req, Handle *h, GError *error)
@@ -362,7 +386,10 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     /* A disk does not grow: past its end is "no space", as on a device. */
     guint64 disk_size = vcf_disk_get_size(h->disk);
     if ((guint64)off >= disk_size) {
-        fuse_reply_err(req, size ? ENOSPC : 0);
+        if (size == 0)
+            fuse_reply_write(req, 0);
+        else
+            fuse_reply_err(req, ENOSPC);
         return;
     }
     size = MIN(size, disk_size - off);

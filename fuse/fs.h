@@ -4,10 +4,11 @@
 #include "clone.h"
 #include "library.h"
 
-/* A clone whose disks are open. */
+/* A clone whose disks are open. Every field: VcfMount.lock. */
 typedef struct {
     VcfClone *clone;
-    guint handles;    /* open file handles on its disks */
+    VcfCloneInfo *info;  /* its clone.ini and removed names, kept current */
+    guint handles;       /* open file handles on its disks */
 } OpenClone;
 
 typedef struct {
@@ -16,11 +17,18 @@ typedef struct {
     guint n_chains;        /* libvmdk chains per parent disk */
     double timeout;        /* attribute and entry cache, seconds */
 
-    /* Lock order: pass_writes, then lock, then a VcfDisk's own lock. */
+    /* Lock order: pass_writes, ns_lock, lock, then a VcfDisk's own lock.
+     * ns_lock serialises what makes, deletes, renames or syncs clones:
+     * mkdir, rmdir, rename and unlink of clone files, and the syncer. It is
+     * held across their disk I/O, and never taken by lookup, getattr, open,
+     * read or write; an OpenClone leaves m->clones only under it, so its
+     * holder may use one without lock. lock guards the tables below and is
+     * never held across fsync or clone creation. */
+    GMutex ns_lock;
     GMutex lock;
     NodeTable nodes;       /* lock */
     GHashTable *clones;    /* lock: name -> OpenClone* */
-    GHashTable *hidden;    /* lock: mount paths of unlinked disk files */
+    GHashTable *closing;   /* lock: clones rmdir, rm or mv is taking away: not reopened */
     GHashTable *protected; /* lock: realpath -> name of a clone reading it */
     GHashTable *protected_ids; /* lock: "dev:ino" of those files -> the same */
     GHashTable *open_files; /* lock: the file handles the kernel holds */

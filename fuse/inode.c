@@ -129,6 +129,29 @@ void node_move(NodeTable *t, const char *from, const char *to,
     g_ptr_array_unref(moved);
 }
 
+void node_move_clone(NodeTable *t, const char *from, const char *to,
+                     const char *real_from, const char *real_to, const char *clone)
+{
+    /* Disk nodes under it name the old stems: they live on under no path
+     * (what the kernel still holds of them says ENOENT), and a lookup of
+     * the new names makes new ones. */
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, t->by_ino);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        Node *n = v;
+        if ((n->kind == NODE_DESC || n->kind == NODE_FLAT) && under(n->path, from)
+            && g_hash_table_lookup(t->by_path, n->path) == n)
+            g_hash_table_remove(t->by_path, n->path);
+    }
+    node_move(t, from, to, real_from, real_to);
+    Node *c = g_hash_table_lookup(t->by_path, to);
+    if (c != NULL && c->kind == NODE_CLONE) {
+        g_free(c->clone);
+        c->clone = g_strdup(clone);
+    }
+}
+
 char *node_child_path(const Node *parent, const char *name)
 {
     return parent->path[0] ? g_strconcat(parent->path, "/", name, NULL) : g_strdup(name);

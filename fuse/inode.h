@@ -54,5 +54,9 @@ void node_forget(NodeTable *t, fuse_ino_t ino, guint64 n);
  * backing paths changed the same way. */
 void node_move(NodeTable *t, const char *from, const char *to,
                const char *real_from, const char *real_to);
+/* The same for a renamed clone folder, which also takes clone name CLONE;
+ * its disk nodes (named after the old name) are dropped from the paths. */
+void node_move_clone(NodeTable *t, const char *from, const char *to,
+                     const char *real_from, const char *real_to, const char *clone);
 char *node_child_path(const Node *parent, const char *name);
 void node_strings_free(Node *n);

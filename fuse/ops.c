@@ -42,6 +42,11 @@ static gpointer syncer_main(gpointer data)
         if (m->stopping)
             break;
         g_mutex_unlock(&m->sync_lock);
+        /* ns_lock keeps the clones open while we sync them; lock is held
+         * only to list them, so lookups and opens go on meanwhile. */
+        g_mutex_lock(&m->ns_lock);
+        g_autoptr(GPtrArray) disks = g_ptr_array_new();
+        g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
         g_mutex_lock(&m->lock);
         GHashTableIter it;
         gpointer k, v;
@@ -49,14 +54,20 @@ static gpointer syncer_main(gpointer data)
         while (g_hash_table_iter_next(&it, &k, &v)) {
             OpenClone *oc = v;
             for (guint i = 0; i < vcf_clone_n_disks(oc->clone); i++) {
-                GError *error = NULL;
-                if (!vcf_disk_sync(vcf_clone_get_disk(oc->clone, i), &error)) {
-                    g_warning("clone %s: background sync: %s", (char *)k, error->message);
-                    g_error_free(error);
-                }
+                g_ptr_array_add(disks, vcf_clone_get_disk(oc->clone, i));
+                g_ptr_array_add(names, g_strdup(k));
             }
         }
         g_mutex_unlock(&m->lock);
+        for (guint i = 0; i < disks->len; i++) {
+            GError *error = NULL;
+            if (!vcf_disk_sync(disks->pdata[i], &error)) {
+                g_warning("clone %s: background sync: %s", (char *)names->pdata[i],
+                          error->message);
+                g_error_free(error);
+            }
+        }
+        g_mutex_unlock(&m->ns_lock);
         g_mutex_lock(&m->sync_lock);
     }
     g_mutex_unlock(&m->sync_lock);

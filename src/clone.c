@@ -4,6 +4,7 @@
 #include "names.h"
 #include "parent.h"
 #include "snapshot.h"
+#include "base-snapshot.h"
 #include "sparse.h"
 #include "vcf-error.h"
 #include "vmx.h"
@@ -21,101 +22,6 @@ struct VcfClone {
     GPtrArray *disks;         /* VcfDisk */
     GPtrArray *parent_files;  /* char* */
 };
-
-/* ---- clone.ini ----------------------------------------------------------- */
-
-void vcf_clone_info_free(VcfCloneInfo *info)
-{
-    if (info == NULL)
-        return;
-    g_free(info->name);
-    g_free(info->source);
-    g_free(info->base_snapshot);
-    g_free(info->type);
-    g_free(info->dir);
-    g_clear_pointer(&info->stems, g_ptr_array_unref);
-    g_free(info);
-}
-
-VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **error)
-{
-    if (name[0] == '.' || strchr(name, '/') != NULL) {
-        g_set_error(error, VCF_ERROR, ENOENT, "no clone named \"%s\"", name);
-        return NULL;
-    }
-    g_autoptr(VcfCloneInfo) info = g_new0(VcfCloneInfo, 1);
-    info->name = g_strdup(name);
-    info->dir = g_build_filename(vcf_library_store_root(lib), name, NULL);
-    info->stems = g_ptr_array_new_with_free_func(g_free);
-    g_autofree char *ini = g_build_filename(info->dir, "clone.ini", NULL);
-    g_autoptr(GKeyFile) kf = g_key_file_new();
-    GError *local = NULL;
-    if (!g_key_file_load_from_file(kf, ini, G_KEY_FILE_NONE, &local)) {
-        gboolean missing = g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT);
-        g_set_error(error, VCF_ERROR, missing ? ENOENT : EINVAL,
-                    missing ? "no clone named \"%s\"" : "%s: %s", missing ? name : ini,
-                    local->message);
-        g_error_free(local);
-        return NULL;
-    }
-    info->source = g_key_file_get_string(kf, INI_GROUP, "source", NULL);
-    info->base_snapshot = g_key_file_get_string(kf, INI_GROUP, "base-snapshot", NULL);
-    info->type = g_key_file_get_string(kf, INI_GROUP, "type", NULL);
-    gsize n = 0;
-    g_auto(GStrv) stems = g_key_file_get_string_list(kf, INI_GROUP, "disks", &n, NULL);
-    if (info->source == NULL || stems == NULL || n == 0) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s: no source or no disks", ini);
-        return NULL;
-    }
-    for (gsize i = 0; i < n; i++) {
-        if (strchr(stems[i], '/') != NULL || stems[i][0] == '.' || stems[i][0] == '\0') {
-            g_set_error(error, VCF_ERROR, EINVAL, "%s: bad disk name \"%s\"", ini, stems[i]);
-            return NULL;
-        }
-        g_ptr_array_add(info->stems, g_strdup(stems[i]));
-    }
-    return g_steal_pointer(&info);
-}
-
-static gint str_cmp(gconstpointer a, gconstpointer b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-guint vcf_clone_remove_leftovers(VcfLibrary *lib)
-{
-    guint n = 0;
-    GDir *d = g_dir_open(vcf_library_store_root(lib), 0, NULL);
-    const char *e;
-    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
-        if (!g_str_has_prefix(e, ".creating-") && !g_str_has_prefix(e, ".deleting-"))
-            continue;
-        g_autofree char *p = g_build_filename(vcf_library_store_root(lib), e, NULL);
-        vcf_remove_tree(p);
-        n++;
-    }
-    if (d != NULL)
-        g_dir_close(d);
-    return n;
-}
-
-GPtrArray *vcf_clone_list(VcfLibrary *lib)
-{
-    GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
-    GDir *d = g_dir_open(vcf_library_store_root(lib), 0, NULL);
-    const char *e;
-    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
-        if (e[0] == '.')
-            continue;   /* a clone being made or deleted */
-        g_autofree char *ini = g_build_filename(vcf_library_store_root(lib), e, "clone.ini", NULL);
-        if (g_file_test(ini, G_FILE_TEST_IS_REGULAR))
-            g_ptr_array_add(names, g_strdup(e));
-    }
-    if (d != NULL)
-        g_dir_close(d);
-    g_ptr_array_sort(names, str_cmp);
-    return names;
-}
 
 /* ---- making a clone ------------------------------------------------------- */
 
@@ -188,17 +94,37 @@ static gboolean write_vmx(const VcfVm *vm, const char *name, GPtrArray *disks,
     return vcf_vmx_save(vmx, path, error);
 }
 
-static gboolean write_ini(const char *path, const char *source, const char *snapshot,
-                          const char *name, guint n_disks, GError **error)
+/* What the clone sits on: a snapshot's disks, and who made it. */
+typedef struct {
+    GPtrArray *disks;       /* VcfVmDisk */
+    char *snapshot;         /* display name */
+    char *uid;
+    gboolean reused;        /* an earlier clone's base, unchanged since */
+    VcfSnapshotUndo *undo;  /* set when this mkdir took the snapshot */
+} Base;
+
+static void base_clear(Base *b)
+{
+    g_clear_pointer(&b->disks, g_ptr_array_unref);
+    g_free(b->snapshot);
+    g_free(b->uid);
+    vcf_snapshot_undo_free(b->undo);
+}
+
+static gboolean write_ini(const char *path, const char *source, const VcfVm *vm,
+                          const Base *base, const char *name, GError **error)
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
     g_autofree char *created = g_date_time_format_iso8601(now);
     g_autoptr(GPtrArray) stems = g_ptr_array_new_with_free_func(g_free);
-    for (guint i = 0; i < n_disks; i++)
+    for (guint i = 0; i < base->disks->len; i++)
         g_ptr_array_add(stems, vcf_disk_stem(name, i));
     g_key_file_set_string(kf, INI_GROUP, "source", source);
-    g_key_file_set_string(kf, INI_GROUP, "base-snapshot", snapshot);
+    g_key_file_set_string(kf, INI_GROUP, "vm", vm->name);
+    g_key_file_set_string(kf, INI_GROUP, "base-snapshot", base->snapshot);
+    if (base->uid != NULL)
+        g_key_file_set_string(kf, INI_GROUP, "base-snapshot-uid", base->uid);
     g_key_file_set_string(kf, INI_GROUP, "type", "linked");
     g_key_file_set_string(kf, INI_GROUP, "state", "ready");
     g_key_file_set_string(kf, INI_GROUP, "created", created);
@@ -209,28 +135,11 @@ static gboolean write_ini(const char *path, const char *source, const char *snap
     return vcf_file_write_atomic(path, data, len, error);
 }
 
-static gboolean check_new_name(VcfLibrary *lib, const char *name, GError **error)
-{
-    if (!vcf_name_check(name, error))
-        return FALSE;
-    g_autofree char *store = g_build_filename(vcf_library_store_root(lib), name, NULL);
-    g_autofree char *vmdir = g_build_filename(vcf_library_root(lib), name, NULL);
-    const char *clash = g_file_test(store, G_FILE_TEST_EXISTS) ? "a clone"
-        : g_file_test(vmdir, G_FILE_TEST_EXISTS) ? "a library folder"
-        : g_str_equal(name, "clones") ? "the clones folder" : NULL;
-    if (clash != NULL) {
-        g_set_error(error, VCF_ERROR, EEXIST, "cannot make clone \"%s\": %s has that name",
-                    name, clash);
-        return FALSE;
-    }
-    return TRUE;
-}
-
 /* Resolves SOURCE to its VM and the disks the clone will sit on; for the
- * current state, takes the snapshot that freezes them. */
+ * current state, takes the snapshot that freezes them, or reuses the one
+ * an earlier clone took if the VM has not changed since. */
 static VcfVm *resolve_source(VcfLibrary *lib, const char *source, const char *name,
-                             GPtrArray **disks, char **snapshot, VcfSnapshotUndo **undo,
-                             GError **error)
+                             Base *base, GError **error)
 {
     g_autofree char *vm_name = g_strndup(source, strcspn(source, "@"));
     const char *snap = strchr(source, '@');
@@ -251,8 +160,9 @@ static VcfVm *resolve_source(VcfLibrary *lib, const char *source, const char *na
                         "rename all but one in VMware to clone it", vm->name, same, snap + 1);
             return NULL;
         }
-        *disks = g_ptr_array_ref(s->disks);
-        *snapshot = g_strdup(s->display_name);
+        base->disks = g_ptr_array_ref(s->disks);
+        base->snapshot = g_strdup(s->display_name);
+        base->uid = g_strdup(s->uid);
         return g_steal_pointer(&vm);
     }
     if (vm->power == VCF_POWER_ON) {
@@ -272,27 +182,18 @@ static VcfVm *resolve_source(VcfLibrary *lib, const char *source, const char *na
         g_set_error(error, VCF_ERROR, EINVAL, "%s has no virtual disk to clone", vm->vmx_path);
         return NULL;
     }
-    /* A name used before (by a deleted clone) gets a number, so that
-     * every source stays one folder. */
-    g_autofree char *display = g_strdup_printf("vmclonefs: %s", name);
-    for (guint i = 2; vcf_vm_find_snapshot(vm, display) != NULL; i++) {
-        g_free(display);
-        display = g_strdup_printf("vmclonefs: %s (%u)", name, i);
-    }
-    g_autofree char *desc = g_strdup_printf("Base of linked clone %s, made by vmclonefs", name);
-    g_autofree char *uid = NULL;
-    if (!vcf_snapshot_take(vm, vcf_library_root(lib), display, desc, &uid, undo, error))
+    if (!vcf_base_take(lib, vm, name, &base->disks, &base->snapshot, &base->uid,
+                       &base->reused, &base->undo, error))
         return NULL;
-    *disks = g_ptr_array_ref(vm->disks);
-    *snapshot = g_steal_pointer(&display);
     return g_steal_pointer(&vm);
 }
 
 /* Fills folder DIR with the clone's deltas, .vmx and clone.ini. */
 static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
-                           const VcfVm *vm, GPtrArray *disks, const char *source,
-                           const char *snapshot, const char *name, GError **error)
+                           const VcfVm *vm, const Base *base, const char *source,
+                           const char *name, GError **error)
 {
+    GPtrArray *disks = base->disks;
     for (guint i = 0; i < disks->len; i++) {
         const VcfVmDisk *d = g_ptr_array_index(disks, i);
         g_autoptr(VcfParent) parent = vcf_parent_open(d->path, vcf_library_root(lib), 1, error);
@@ -316,15 +217,15 @@ static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
     }
     g_autofree char *vmx_name = g_strconcat(name, ".vmx", NULL);
     g_autofree char *vmx = g_build_filename(dir, vmx_name, NULL);
-    g_autofree char *ini = g_build_filename(dir, "clone.ini", NULL);
+    g_autofree char *ini = g_build_filename(dir, VCF_CLONE_INI, NULL);
     return write_vmx(vm, name, disks, vmx, error)
-        && write_ini(ini, source, snapshot, name, disks->len, error);
+        && write_ini(ini, source, vm, base, name, error);
 }
 
 gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
                           GError **error)
 {
-    if (!check_new_name(lib, name, error))
+    if (!vcf_clone_check_new_name(lib, name, error))
         return FALSE;
     /* Made out of sight, then renamed into place in one step; made first,
      * so that a store that cannot be written fails before the VM changes. */
@@ -335,16 +236,15 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
         vcf_set_errno(error, errno, root);
         return FALSE;
     }
-    g_autoptr(GPtrArray) disks = NULL;
-    g_autofree char *snapshot = NULL;
-    g_autoptr(VcfSnapshotUndo) undo = NULL;
-    g_autoptr(VcfVm) vm = resolve_source(lib, source, name, &disks, &snapshot, &undo, error);
+    Base base = { 0 };
+    g_autoptr(VcfVm) vm = resolve_source(lib, source, name, &base, error);
     if (vm == NULL) {
-        vcf_remove_tree(tmp);
+        vcf_remove_tree(tmp, NULL);
+        base_clear(&base);
         return FALSE;
     }
     /* Its files' names durable before the folder is renamed into place. */
-    gboolean ok = fill_store(lib, tmp, final, vm, disks, source, snapshot, name, error)
+    gboolean ok = fill_store(lib, tmp, final, vm, &base, source, name, error)
                   && vcf_fsync_dir(tmp, error);
     if (ok && g_rename(tmp, final) < 0) {
         int e = errno;
@@ -353,21 +253,23 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
         ok = FALSE;
     }
     if (!ok) {
-        vcf_remove_tree(tmp);
+        vcf_remove_tree(tmp, NULL);
         /* Nothing ran in the new deltas yet: the VM goes back as it was. */
         GError *e = NULL;
-        if (undo != NULL && !vcf_snapshot_undo(undo, &e)) {
+        if (base.undo != NULL && !vcf_base_undo(lib, base.undo, vm->name, base.uid, &e)) {
             if (error != NULL && *error != NULL) {
                 char *msg = g_strdup_printf("%s; taking back snapshot \"%s\" of %s failed "
-                                            "too: %s", (*error)->message, snapshot, vm->name,
-                                            e->message);
+                                            "too: %s", (*error)->message, base.snapshot,
+                                            vm->name, e->message);
                 g_free((*error)->message);
                 (*error)->message = msg;
             }
             g_error_free(e);
         }
+        base_clear(&base);
         return FALSE;
     }
+    base_clear(&base);
     return vcf_fsync_dir(root, error);
 }
 
@@ -402,21 +304,6 @@ VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *na
                          callback, user_data);
 }
 
-gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error)
-{
-    g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, name, error);
-    if (info == NULL)
-        return FALSE;
-    /* Out of sight first, in one step; then the files. */
-    g_autofree char *tmpl = g_build_filename(vcf_library_store_root(lib), ".deleting-XXXXXX", NULL);
-    if (g_mkdtemp(tmpl) == NULL || g_rename(info->dir, tmpl) < 0) {
-        vcf_set_errno(error, errno, info->dir);
-        return FALSE;
-    }
-    vcf_remove_tree(tmpl);
-    return vcf_fsync_dir(vcf_library_store_root(lib), error);
-}
-
 /* ---- serving a clone -------------------------------------------------------- */
 
 VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
@@ -429,7 +316,7 @@ VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
     c->name = g_strdup(name);
     c->disks = g_ptr_array_new();
     c->parent_files = g_ptr_array_new_with_free_func(g_free);
-    for (guint i = 0; i < info->stems->len; i++) {
+    for (guint i = 0; !info->disks_gone && i < info->stems->len; i++) {
         g_autofree char *file = g_strconcat(g_ptr_array_index(info->stems, i), ".vmdk", NULL);
         g_autofree char *path = g_build_filename(info->dir, file, NULL);
         VcfSparse *store = vcf_sparse_open(path, TRUE, error);
@@ -478,6 +365,18 @@ gboolean vcf_clone_close(VcfClone *c, GError **error)
     g_free(c->name);
     g_free(c);
     return ok;
+}
+
+void vcf_clone_abandon(VcfClone *c)
+{
+    if (c == NULL)
+        return;
+    for (guint i = 0; i < c->disks->len; i++)
+        vcf_disk_abandon(g_ptr_array_index(c->disks, i));
+    g_ptr_array_unref(c->disks);
+    g_ptr_array_unref(c->parent_files);
+    g_free(c->name);
+    g_free(c);
 }
 
 guint vcf_clone_n_disks(const VcfClone *c) { return c->disks->len; }

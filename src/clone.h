@@ -10,16 +10,7 @@
 #include "disk.h"
 #include "job.h"
 #include "library.h"
-
-/* What clone.ini says about a clone. */
-typedef struct {
-    char *name;
-    char *source;          /* "Ubuntu" or "Ubuntu@Snapshot name" */
-    char *base_snapshot;   /* display name of the snapshot the clone is on */
-    char *type;            /* "linked" */
-    char *dir;             /* its store folder */
-    GPtrArray *stems;      /* char*: "NAME", "NAME_1", ... one per disk */
-} VcfCloneInfo;
+#include "clone-store.h"
 
 /* Makes linked clone NAME of SOURCE: "VM" (its current state; takes a
  * snapshot of VM, which must be powered off) or "VM@SNAPSHOT" (that
@@ -32,25 +23,14 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
  * result. LIB must outlive the job. */
 VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
                              VcfJobCallback callback, gpointer user_data);
-/* Removes clone NAME and everything in its store folder. The snapshot
- * taken on its parent stays: it is an ordinary VMware snapshot. */
-gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error);
-
-/* Removes what a crash left half made or half deleted (hidden folders in
- * the store); returns how many. */
-guint vcf_clone_remove_leftovers(VcfLibrary *lib);
-
-/* Names of all clones, sorted. */
-GPtrArray *vcf_clone_list(VcfLibrary *lib);
-VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **error);
-void vcf_clone_info_free(VcfCloneInfo *info);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfCloneInfo, vcf_clone_info_free)
-
 /* A clone opened for serving: one composed disk per stem. */
 typedef struct VcfClone VcfClone;
 VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
                          GError **error);
 gboolean vcf_clone_close(VcfClone *clone, GError **error);
+/* Frees a clone writing nothing: for one whose store is being deleted
+ * (so that deleting works on a full disk). */
+void vcf_clone_abandon(VcfClone *clone);
 guint vcf_clone_n_disks(const VcfClone *clone);
 VcfDisk *vcf_clone_get_disk(VcfClone *clone, guint i);
 /* Files the clone's parents read (realpaths), for protecting them. */

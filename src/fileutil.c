@@ -168,20 +168,48 @@ gssize vcf_pread_all(int fd, void *buf, gsize len, guint64 off,
     return done;
 }
 
-void vcf_remove_tree(const char *path)
+/* Our own folders are two levels deep; a hostile tree may be as deep as
+ * it likes, and recursion must not follow it off the stack. */
+#define MAX_TREE_DEPTH 64
+
+static gboolean remove_tree_at(const char *path, guint depth, GError **error)
 {
     struct stat st;
-    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        GDir *d = g_dir_open(path, 0, NULL);
-        const char *e;
-        while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(path, e, NULL);
-            vcf_remove_tree(p);
-        }
-        if (d != NULL)
-            g_dir_close(d);
-        rmdir(path);
-    } else {
-        unlink(path);
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return TRUE;
+        set_path_errno(error, errno, path, "lstat");
+        return FALSE;
     }
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) < 0 && errno != ENOENT) {
+            set_path_errno(error, errno, path, "unlink");
+            return FALSE;
+        }
+        return TRUE;
+    }
+    if (depth >= MAX_TREE_DEPTH) {
+        g_set_error(error, VCF_ERROR, ELOOP, "%s: more than %u folders deep; left in place",
+                    path, MAX_TREE_DEPTH);
+        return FALSE;
+    }
+    GDir *d = g_dir_open(path, 0, NULL);
+    const char *e;
+    gboolean ok = TRUE;
+    while (d != NULL && (e = g_dir_read_name(d)) != NULL && ok) {
+        g_autofree char *p = g_build_filename(path, e, NULL);
+        ok = remove_tree_at(p, depth + 1, error);
+    }
+    if (d != NULL)
+        g_dir_close(d);
+    if (ok && rmdir(path) < 0) {
+        set_path_errno(error, errno, path, "rmdir");
+        ok = FALSE;
+    }
+    return ok;
+}
+
+gboolean vcf_remove_tree(const char *path, GError **error)
+{
+    return remove_tree_at(path, 0, error);
 }

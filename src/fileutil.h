@@ -21,6 +21,7 @@ gboolean vcf_pwrite_all(int fd, const void *buf, gsize len, guint64 off,
  * file. -1 with VCF_ERROR/EIO naming PATH and the offset. */
 gssize vcf_pread_all(int fd, void *buf, gsize len, guint64 off,
                      const char *path, GError **error);
-/* Removes PATH and everything under it, as far as it can; symbolic links
- * are removed, never followed. */
-void vcf_remove_tree(const char *path);
+/* Removes PATH and everything under it; symbolic links are removed, never
+ * followed. Stops at the first failure, and refuses trees more than 64
+ * folders deep (ELOOP) rather than recurse without bound. */
+gboolean vcf_remove_tree(const char *path, GError **error);

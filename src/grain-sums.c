@@ -75,13 +75,17 @@ VcfGrainSums *vcf_grain_sums_create(const char *path, guint64 n_grains,
     s->cid = cid;
     s->table = vcf_table_new(fd, SUMS_HEADER, n_grains * 8, FALSE, path, error);
     if (s->table == NULL || !write_header(s, error))
-        return NULL;
+        goto fail;
     if (ftruncate(fd, SUMS_HEADER + n_grains * 8) < 0 || fdatasync(fd) < 0) {
         g_autofree char *what = g_strdup_printf("sizing %s", path);
         vcf_set_errno(error, errno, what);
-        return NULL;
+        goto fail;
     }
     return g_steal_pointer(&s);
+fail:
+    /* Not left behind: a retry creates it with O_EXCL. */
+    unlink(path);
+    return NULL;
 }
 
 VcfGrainSums *vcf_grain_sums_open(const char *path, guint64 n_grains,

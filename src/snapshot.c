@@ -43,28 +43,32 @@ static const char *adapter_of(const VcfVmx *vmx, const char *node)
     return "lsilogic";
 }
 
-static gboolean add_to_vmsd(const VcfVm *vm, const char *display_name,
-                            const char *description, char **uid_out, GError **error)
+static VcfVmx *load_vmsd(const char *path, GError **error)
 {
-    g_autofree char *stem = g_strndup(vm->vmx_path, strlen(vm->vmx_path) - 4);
-    g_autofree char *path = g_strconcat(stem, ".vmsd", NULL);
-    g_autoptr(VcfVmx) sd = NULL;
-    if (g_file_test(path, G_FILE_TEST_EXISTS)) {
-        sd = vcf_vmx_load(path, error);
-        if (sd == NULL)
-            return FALSE;
-    } else {
-        sd = vcf_vmx_new();
-    }
-    /* Workstation leaves an empty .vmsd before the first snapshot. */
-    if (vcf_vmx_get(sd, ".encoding") == NULL)
-        vcf_vmx_set(sd, ".encoding", "UTF-8");
+    if (!g_file_test(path, G_FILE_TEST_EXISTS))
+        return vcf_vmx_new();
+    return vcf_vmx_load(path, error);
+}
+
+/* The next uid: past the .vmsd's lastUID and every snapshot's uid. */
+static guint64 next_uid(const VcfVm *vm, const VcfVmx *sd)
+{
     const char *last = vcf_vmx_get(sd, "snapshot.lastUID");
     guint64 uid = (last ? g_ascii_strtoull(last, NULL, 10) : 0) + 1;
     for (guint i = 0; i < vm->snapshots->len; i++) {
         const VcfSnapshot *s = g_ptr_array_index(vm->snapshots, i);
         uid = MAX(uid, g_ascii_strtoull(s->uid, NULL, 10) + 1);
     }
+    return uid;
+}
+
+static gboolean add_to_vmsd(const VcfVm *vm, VcfVmx *sd, const char *path, guint64 uid,
+                            const char *display_name, const char *description,
+                            GError **error)
+{
+    /* Workstation leaves an empty .vmsd before the first snapshot. */
+    if (vcf_vmx_get(sd, ".encoding") == NULL)
+        vcf_vmx_set(sd, ".encoding", "UTF-8");
     guint idx = 0;
     for (;; idx++) {
         g_autofree char *k = g_strdup_printf("snapshot%u.uid", idx);
@@ -102,10 +106,7 @@ static gboolean add_to_vmsd(const VcfVm *vm, const char *display_name,
     vcf_vmx_set(sd, "snapshot.lastUID", u);
     vcf_vmx_set(sd, "snapshot.current", u);
     vcf_vmx_set(sd, "snapshot.numSnapshots", n);
-    if (!vcf_vmx_save(sd, path, error))
-        return FALSE;
-    *uid_out = g_steal_pointer(&u);
-    return TRUE;
+    return vcf_vmx_save(sd, path, error);
 }
 
 struct VcfSnapshotUndo {
@@ -164,8 +165,15 @@ gboolean vcf_snapshot_undo(VcfSnapshotUndo *u, GError **error)
     return TRUE;
 }
 
+const char *vcf_snapshot_undo_vmx_path(const VcfSnapshotUndo *u) { return u->vmx_path; }
+const char *vcf_snapshot_undo_vmsd_path(const VcfSnapshotUndo *u) { return u->vmsd_path; }
+GBytes *vcf_snapshot_undo_vmx(const VcfSnapshotUndo *u) { return u->vmx; }
+GBytes *vcf_snapshot_undo_vmsd(const VcfSnapshotUndo *u) { return u->vmsd; }
+GPtrArray *vcf_snapshot_undo_deltas(const VcfSnapshotUndo *u) { return u->deltas; }
+
 gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
                            const char *display_name, const char *description,
+                           VcfSnapshotHook before_commit, gpointer hook_data,
                            char **uid_out, VcfSnapshotUndo **undo_out, GError **error)
 {
     if (vm->power != VCF_POWER_OFF) {
@@ -184,8 +192,11 @@ gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
         && (undo->vmsd = read_bytes(undo->vmsd_path, error)) == NULL)
         return FALSE;
     g_autoptr(VcfVmx) vmx = vcf_vmx_load(vm->vmx_path, error);
-    if (vmx == NULL)
+    g_autoptr(VcfVmx) sd = vmx ? load_vmsd(undo->vmsd_path, error) : NULL;
+    if (sd == NULL)
         return FALSE;
+    guint64 uid = next_uid(vm, sd);
+    g_autofree char *uid_text = g_strdup_printf("%" G_GUINT64_FORMAT, uid);
     GPtrArray *made = undo->deltas;
     for (guint i = 0; i < vm->disks->len; i++) {
         const VcfVmDisk *d = g_ptr_array_index(vm->disks, i);
@@ -210,11 +221,14 @@ gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
         g_autofree char *key = g_strconcat(d->node, ".fileName", NULL);
         vcf_vmx_set(vmx, key, name);
     }
-    /* The new deltas' names are durable before the .vmx names them. */
-    if (!vcf_fsync_dir(vm->dir, error) || !vcf_vmx_save(vmx, vm->vmx_path, error))
+    /* The new deltas' names are durable before the .vmx names them, and
+     * whatever the caller records to take the snapshot back. */
+    if (!vcf_fsync_dir(vm->dir, error)
+        || (before_commit != NULL && !before_commit(undo, uid_text, hook_data, error))
+        || !vcf_vmx_save(vmx, vm->vmx_path, error))
         goto undo;
     /* The chain is now correct whatever happens to the .vmsd. */
-    if (!add_to_vmsd(vm, display_name, description, uid_out, error)) {
+    if (!add_to_vmsd(vm, sd, undo->vmsd_path, uid, display_name, description, error)) {
         GError *e = NULL;
         if (!vcf_snapshot_undo(undo, &e)) {
             g_prefix_error(error, "(taking the snapshot back failed too: %s) ", e->message);
@@ -222,6 +236,7 @@ gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
         }
         return FALSE;
     }
+    *uid_out = g_steal_pointer(&uid_text);
     if (undo_out != NULL)
         *undo_out = g_steal_pointer(&undo);
     return TRUE;

@@ -1,6 +1,7 @@
 #include "config.h"
 #include "sparse.h"
 #include "descriptor.h"
+#include "sparse-format.h"
 #include "fileutil.h"
 #include "grain-sums.h"
 #include "table.h"
@@ -13,50 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SECTOR 512u
-#define GRAIN_SECTORS (VCF_GRAIN_SIZE / SECTOR)
-#define GTES_PER_GT 512u
-#define GT_SECTORS (GTES_PER_GT * 4 / SECTOR)
-#define DESC_SECTOR 1u
-#define DESC_SECTORS 20u
-#define MAX_DESC_SECTORS 2048u
-/* Grain table entries are 32-bit sector numbers, so a sparse extent file
- * (and the disk it stores) stays within 2 TiB. */
-#define MAX_CAPACITY (G_GUINT64_CONSTANT(2) << 40)
-
-#define FLAG_NL_DETECT (1u << 0)
-#define FLAG_RGD (1u << 1)
-#define FLAG_ZERO_GRAIN (1u << 2)
-#define FLAG_COMPRESSED (1u << 16)
-#define FLAG_MARKERS (1u << 17)
-
-/* VMware's SparseExtentHeader, little-endian, 512 bytes. */
-typedef struct __attribute__((packed)) {
-    guint32 magic;            /* "KDMV" */
-    guint32 version;
-    guint32 flags;
-    guint64 capacity;         /* sectors */
-    guint64 grain_size;       /* sectors */
-    guint64 desc_offset;      /* sectors */
-    guint64 desc_size;        /* sectors */
-    guint32 gtes_per_gt;
-    guint64 rgd_offset;
-    guint64 gd_offset;
-    guint64 overhead;         /* sectors before the first grain */
-    guint8 unclean_shutdown;
-    char nl_single, nl_non, nl_double1, nl_double2;
-    guint16 compress_algorithm;
-    guint8 pad[433];
-} SparseHeader;
-G_STATIC_ASSERT(sizeof(SparseHeader) == 512);
-
-#define VMDK_MAGIC 0x564d444bu
-
 struct VcfSparse {
     char *path;
     int fd;
     gboolean writable;
-    SparseHeader header;        /* host byte order */
+    VcfSparseHeader header;        /* host byte order */
     guint64 capacity;           /* bytes */
     guint64 n_grains;
     guint64 gt_start;           /* byte offset of the first grain table */
@@ -104,68 +66,33 @@ static gboolean sync_fd(VcfSparse *s, GError **error)
     return TRUE;
 }
 
-static void header_to_le(const SparseHeader *in, SparseHeader *out)
-{
-    *out = *in;
-    out->magic = GUINT32_TO_LE(in->magic);
-    out->version = GUINT32_TO_LE(in->version);
-    out->flags = GUINT32_TO_LE(in->flags);
-    out->capacity = GUINT64_TO_LE(in->capacity);
-    out->grain_size = GUINT64_TO_LE(in->grain_size);
-    out->desc_offset = GUINT64_TO_LE(in->desc_offset);
-    out->desc_size = GUINT64_TO_LE(in->desc_size);
-    out->gtes_per_gt = GUINT32_TO_LE(in->gtes_per_gt);
-    out->rgd_offset = GUINT64_TO_LE(in->rgd_offset);
-    out->gd_offset = GUINT64_TO_LE(in->gd_offset);
-    out->overhead = GUINT64_TO_LE(in->overhead);
-    out->compress_algorithm = GUINT16_TO_LE(in->compress_algorithm);
-}
-
-/* The conversion is its own inverse on every host. */
-#define header_from_le header_to_le
-
 static gboolean write_header(VcfSparse *s, GError **error)
 {
-    SparseHeader le;
-    header_to_le(&s->header, &le);
+    VcfSparseHeader le;
+    vcf_sparse_header_to_le(&s->header, &le);
     return pwrite_all(s, &le, sizeof le, 0, error);
 }
 
 /* ---- the embedded descriptor ------------------------------------------ */
 
-static char *descriptor_text(guint32 cid, guint32 parent_cid,
-                             const char *parent_hint, guint64 sectors,
-                             const char *extent_name, const VcfGeometry *geometry)
+/* Writes TEXT as the embedded descriptor, in place: it fits the sectors
+ * the header gives it, so no block is allocated and nothing else moves. */
+static gboolean write_descriptor(VcfSparse *s, char *text, GError **error)
 {
-    GString *d = g_string_new("# Disk DescriptorFile\n");
-    VcfGeometry g;
-    if (geometry != NULL)
-        g = *geometry;
-    else
-        vcf_geometry_default(&g, sectors * SECTOR, "lsilogic");
-    g_autofree char *ddb = vcf_geometry_ddb_lines(&g);
-    g_string_append_printf(d, "version=1\nencoding=\"UTF-8\"\nCID=%08x\n"
-                           "parentCID=%08x\ncreateType=\"monolithicSparse\"\n",
-                           cid, parent_cid);
-    if (parent_hint != NULL)
-        g_string_append_printf(d, "parentFileNameHint=\"%s\"\n", parent_hint);
-    g_string_append_printf(d, "\n# Extent description\nRW %" G_GUINT64_FORMAT
-                           " SPARSE \"%s\"\n\n# The Disk Data Base\n#DDB\n\n"
-                           "ddb.virtualHWVersion = \"4\"\n%s",
-                           sectors, extent_name, ddb);
-    return g_string_free(d, FALSE);
-}
-
-static gboolean parse_cid(const char *text, const char *key, guint32 *out)
-{
-    g_autofree char *v = vcf_descriptor_get(text, key);
-    if (v == NULL || *v == '\0' || strlen(v) > 8)
+    gsize room = s->header.desc_size * SECTOR;
+    if (strlen(text) >= room) {
+        g_set_error(error, VCF_ERROR, EIO, "%s: descriptor does not fit", s->path);
+        g_free(text);
         return FALSE;
-    char *end;
-    guint64 n = g_ascii_strtoull(v, &end, 16);
-    if (*end != '\0')
+    }
+    g_autofree char *block = g_malloc0(room);
+    memcpy(block, text, strlen(text));
+    if (!pwrite_all(s, block, room, s->header.desc_offset * SECTOR, error)) {
+        g_free(text);
         return FALSE;
-    *out = (guint32)n;
+    }
+    g_free(s->descriptor);
+    s->descriptor = text;
     return TRUE;
 }
 
@@ -182,20 +109,36 @@ static gboolean write_new_cid(VcfSparse *s, guint32 cid, GError **error)
             break;
         }
     }
-    g_autofree char *text = g_strjoinv("\n", lines);
-    gsize room = s->header.desc_size * SECTOR;
-    if (strlen(text) >= room) {
-        g_set_error(error, VCF_ERROR, EIO, "%s: descriptor does not fit", s->path);
+    if (!write_descriptor(s, g_strjoinv("\n", lines), error))
         return FALSE;
-    }
-    g_autofree char *block = g_malloc0(room);
-    memcpy(block, text, strlen(text));
-    if (!pwrite_all(s, block, room, s->header.desc_offset * SECTOR, error))
-        return FALSE;
-    g_free(s->descriptor);
-    s->descriptor = g_steal_pointer(&text);
     g_atomic_int_set((gint *)&s->cid, (gint)cid);
     return TRUE;
+}
+
+gboolean vcf_sparse_set_extent_name(VcfSparse *s, const char *name, GError **error)
+{
+    g_return_val_if_fail(s->writable, FALSE);
+    if (strchr(name, '"') != NULL || strchr(name, '\n') != NULL) {
+        g_set_error(error, VCF_ERROR, EINVAL, "%s: extent name %s cannot be quoted", s->path, name);
+        return FALSE;
+    }
+    g_auto(GStrv) lines = g_strsplit(s->descriptor, "\n", -1);
+    gboolean found = FALSE;
+    for (char **l = lines; *l != NULL && !found; l++) {
+        /* RW 2097152 SPARSE "NAME.vmdk" */
+        const char *q = strchr(*l, '"');
+        if (q == NULL || !g_str_has_prefix(*l, "RW ") || strstr(*l, " SPARSE ") == NULL)
+            continue;
+        char *line = g_strdup_printf("%.*s\"%s\"", (int)(q - *l), *l, name);
+        g_free(*l);
+        *l = line;
+        found = TRUE;
+    }
+    if (!found) {
+        g_set_error(error, VCF_ERROR, EINVAL, "%s: descriptor has no sparse extent line", s->path);
+        return FALSE;
+    }
+    return write_descriptor(s, g_strjoinv("\n", lines), error) && sync_fd(s, error);
 }
 
 /* ---- create / open / close --------------------------------------------- */
@@ -277,10 +220,10 @@ static VcfSparse *write_new(const char *path, const VcfSparseParams *p,
     s->parent_cid = p->parent_cid;
     s->parent_hint = g_strdup(p->parent_hint);
     g_autofree char *base = g_path_get_basename(path);
-    s->descriptor = descriptor_text(s->cid, p->parent_cid, p->parent_hint,
+    s->descriptor = vcf_sparse_descriptor_text(s->cid, p->parent_cid, p->parent_hint,
                                     capacity / SECTOR, base, p->geometry);
     vcf_geometry_from_descriptor(&s->geometry, s->descriptor, capacity, "lsilogic");
-    s->header = (SparseHeader){
+    s->header = (VcfSparseHeader){
         .magic = VMDK_MAGIC, .version = 1, .flags = FLAG_NL_DETECT,
         .capacity = capacity / SECTOR, .grain_size = GRAIN_SECTORS,
         .desc_offset = DESC_SECTOR, .desc_size = DESC_SECTORS,
@@ -350,11 +293,11 @@ static gboolean bad(GError **error, const char *path, const char *why)
 
 static gboolean load_header(VcfSparse *s, guint64 file_size, GError **error)
 {
-    SparseHeader le;
+    VcfSparseHeader le;
     if (file_size < SECTOR || pread_full(s, &le, sizeof le, 0, error) != (gssize)sizeof le)
         return bad(error, s->path, "file shorter than a header");
-    header_from_le(&le, &s->header);
-    SparseHeader *h = &s->header;
+    vcf_sparse_header_to_le(&le, &s->header);
+    VcfSparseHeader *h = &s->header;
     guint64 file_sectors = file_size / SECTOR;
     if (h->magic != VMDK_MAGIC)
         return bad(error, s->path, "no KDMV signature");
@@ -369,7 +312,8 @@ static gboolean load_header(VcfSparse *s, guint64 file_size, GError **error)
     if (h->capacity == 0 || h->capacity > MAX_CAPACITY / SECTOR)
         return bad(error, s->path, "capacity out of range");
     if (h->desc_size == 0 || h->desc_size > MAX_DESC_SECTORS
-        || h->desc_offset == 0 || h->desc_offset + h->desc_size > file_sectors)
+        || h->desc_offset == 0 || h->desc_offset > file_sectors
+        || h->desc_size > file_sectors - h->desc_offset)   /* no wrap-around */
         return bad(error, s->path, "no embedded descriptor");
     if (h->overhead > file_sectors || h->gd_offset == 0 || h->gd_offset >= h->overhead)
         return bad(error, s->path, "grain directory out of range");
@@ -386,9 +330,9 @@ static gboolean load_descriptor(VcfSparse *s, GError **error)
         return bad(error, s->path, "descriptor truncated");
     if (!g_utf8_validate(text, -1, NULL))
         return bad(error, s->path, "descriptor is not UTF-8 text");
-    if (!parse_cid(text, "CID", &s->cid))
+    if (!vcf_sparse_parse_cid(text, "CID", &s->cid))
         return bad(error, s->path, "descriptor has no valid CID");
-    if (!parse_cid(text, "parentCID", &s->parent_cid))
+    if (!vcf_sparse_parse_cid(text, "parentCID", &s->parent_cid))
         s->parent_cid = VCF_CID_NONE;
     s->parent_hint = vcf_descriptor_get(text, "parentFileNameHint");
     g_autofree char *type = vcf_descriptor_get(text, "createType");
@@ -403,7 +347,7 @@ static gboolean load_descriptor(VcfSparse *s, GError **error)
  * table entry at a whole grain inside the file. */
 static gboolean load_tables(VcfSparse *s, guint64 file_size, GError **error)
 {
-    SparseHeader *h = &s->header;
+    VcfSparseHeader *h = &s->header;
     guint64 n_gts = (s->n_grains + GTES_PER_GT - 1) / GTES_PER_GT;
     g_autofree guint32 *dir = g_new(guint32, n_gts);
     if (pread_full(s, dir, n_gts * 4, h->gd_offset * SECTOR, error) != (gssize)(n_gts * 4))

@@ -87,5 +87,9 @@ gboolean vcf_sparse_read_grain(VcfSparse *sparse, guint64 grain, void *buf,
 gboolean vcf_sparse_write_grain(VcfSparse *sparse, guint64 grain,
                                 const void *buf, gsize from, gsize len,
                                 GError **error);
+/* Names NAME (a file name in the store's folder) as the extent in the
+ * embedded descriptor, durably: libvmdk opens a single-file disk's extent
+ * by that name, so a renamed store must say its new one. */
+gboolean vcf_sparse_set_extent_name(VcfSparse *sparse, const char *name, GError **error);
 /* Makes every write so far durable: data and checksums, then tables. */
 gboolean vcf_sparse_sync(VcfSparse *sparse, GError **error);

@@ -177,7 +177,7 @@ START_TEST(leftovers_of_a_crash_are_removed)
     ck_assert_int_eq(g_mkdir_with_parents(half_dir, 0755), 0);
     ck_assert(g_file_set_contents(half, "x", 1, NULL));
     ck_assert_int_eq(g_mkdir(gone, 0755), 0);
-    ck_assert_uint_eq(vcf_clone_remove_leftovers(lib), 2);
+    ck_assert_uint_eq(vcf_clone_recover(lib, NULL), 2);
     ck_assert_uint_eq(leftovers(), 0);
     g_autoptr(GPtrArray) names = vcf_clone_list(lib);
     ck_assert_uint_eq(names->len, 1);

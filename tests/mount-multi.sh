@@ -113,32 +113,40 @@ is_pattern "$C/Chain@Base install/base/base-flat.vmdk" $((768 * 1024)) 65536 11 
 is_pattern "$C/Chain@Configured/conf2/conf2-flat.vmdk" $((768 * 1024)) 65536 21 "Configured at 768K"
 is_pattern "$C/Chain/now/now-flat.vmdk" $((768 * 1024)) 65536 31 "current at 768K"
 
-# ---- two clones of the current state in a row: two snapshots, two bases
+# ---- two clones of the unchanged current state share one snapshot (as
+# N clones of an untouched template share one base); once the VM has
+# written, the next clone takes a new one
 U=$LIB/Ubuntu
 mkdir "$C/Ubuntu/a" || fail "mkdir clones/Ubuntu/a"
 mkdir "$C/Ubuntu/b" || fail "mkdir clones/Ubuntu/b"
 [ "$(grep -c '^snapshot[0-9]*\.displayName = "vmclonefs: a"$' "$U/Ubuntu.vmsd")" = 1 ] || fail "snapshot for a"
-[ "$(grep -c '^snapshot[0-9]*\.displayName = "vmclonefs: b"$' "$U/Ubuntu.vmsd")" = 1 ] || fail "snapshot for b"
-[ "$(vmx_value "$U/Ubuntu.vmsd" 'snapshot\.numSnapshots')" = 2 ] || fail "numSnapshots"
-sa=$(grep '^snapshot[0-9]*\.displayName = "vmclonefs: a"$' "$U/Ubuntu.vmsd" | cut -d. -f1)
-sb=$(grep '^snapshot[0-9]*\.displayName = "vmclonefs: b"$' "$U/Ubuntu.vmsd" | cut -d. -f1)
-uid_a=$(vmx_value "$U/Ubuntu.vmsd" "$sa\\.uid")
-uid_b=$(vmx_value "$U/Ubuntu.vmsd" "$sb\\.uid")
-if [ -z "$uid_a" ] || [ "$uid_a" = "$uid_b" ]; then fail "snapshot uids: '$uid_a' '$uid_b'"; fi
-[ "$(vmx_value "$U/Ubuntu.vmsd" "$sb\\.parent")" = "$uid_a" ] || fail "b's snapshot is not a child of a's"
-[ "$(vmx_value "$U/Ubuntu.vmsd" 'snapshot\.current')" = "$uid_b" ] || fail "snapshot.current is not b's"
-[ "$(vmx_value "$U/Ubuntu.vmsd" "$sa\\.disk0\\.fileName")" = Ubuntu.vmdk ] || fail "a's snapshot disk"
-[ "$(vmx_value "$U/Ubuntu.vmsd" "$sb\\.disk0\\.fileName")" = Ubuntu-000001.vmdk ] || fail "b's snapshot disk"
-[ "$(vmx_value "$U/Ubuntu.vmx" 'scsi0:0\.fileName')" = Ubuntu-000002.vmdk ] || fail "the VM is not on its newest delta"
+[ "$(grep -c '^snapshot[0-9]*\.displayName = "vmclonefs: b"$' "$U/Ubuntu.vmsd")" = 0 ] ||
+    fail "b took a snapshot of an unchanged VM"
+[ "$(vmx_value "$U/Ubuntu.vmsd" 'snapshot\.numSnapshots')" = 1 ] || fail "numSnapshots after a and b"
+grep -qx 'base-snapshot=vmclonefs: a' "$STORE/b/clone.ini" || fail "b is not on a's snapshot: $(cat "$STORE/b/clone.ini")"
+[ "$(vmx_value "$U/Ubuntu.vmx" 'scsi0:0\.fileName')" = Ubuntu-000001.vmdk ] || fail "the VM is not on its one new delta"
 hint_of "$STORE/a/a.vmdk" | grep -q 'Ubuntu/Ubuntu\.vmdk$' || fail "a.vmdk's parent"
-hint_of "$STORE/b/b.vmdk" | grep -q 'Ubuntu/Ubuntu-000001\.vmdk$' || fail "b.vmdk's parent"
-# The VM goes on (through the mount) in its newest delta; neither clone sees it.
-qemu-io -c "write -P 0x77 0 1M" -c "write -P 0x78 $((40 * MiB)) 64k" "$MNT/Ubuntu/Ubuntu-000002.vmdk" >/dev/null ||
+hint_of "$STORE/b/b.vmdk" | grep -q 'Ubuntu/Ubuntu\.vmdk$' || fail "b.vmdk's parent"
+sa=$(grep '^snapshot[0-9]*\.displayName = "vmclonefs: a"$' "$U/Ubuntu.vmsd" | cut -d. -f1)
+uid_a=$(vmx_value "$U/Ubuntu.vmsd" "$sa\\.uid")
+# The VM goes on (through the mount) in its delta; neither clone sees it.
+qemu-io -c "write -P 0x77 0 1M" -c "write -P 0x78 $((40 * MiB)) 64k" "$MNT/Ubuntu/Ubuntu-000001.vmdk" >/dev/null ||
     fail "qemu-io write into the VM's current delta"
-raw_of "$U/Ubuntu-000002.vmdk" "$T/vm-now.raw"
+raw_of "$U/Ubuntu-000001.vmdk" "$T/vm-now.raw"
 is_pattern "$T/vm-now.raw" 0 "$MiB" 77 "the VM's own write"
 same_bytes "$C/Ubuntu/a/a-flat.vmdk" "$T/ubuntu.raw" "clone a after the VM wrote"
 same_bytes "$C/Ubuntu/b/b-flat.vmdk" "$T/ubuntu.raw" "clone b after the VM wrote"
+mkdir "$C/Ubuntu/c" || fail "mkdir clones/Ubuntu/c"
+sc=$(grep '^snapshot[0-9]*\.displayName = "vmclonefs: c"$' "$U/Ubuntu.vmsd" | cut -d. -f1)
+[ -n "$sc" ] || fail "c did not take a snapshot of the changed VM"
+uid_c=$(vmx_value "$U/Ubuntu.vmsd" "$sc\\.uid")
+if [ -z "$uid_a" ] || [ "$uid_a" = "$uid_c" ]; then fail "snapshot uids: '$uid_a' '$uid_c'"; fi
+[ "$(vmx_value "$U/Ubuntu.vmsd" "$sc\\.parent")" = "$uid_a" ] || fail "c's snapshot is not a child of a's"
+[ "$(vmx_value "$U/Ubuntu.vmsd" 'snapshot\.current')" = "$uid_c" ] || fail "snapshot.current is not c's"
+[ "$(vmx_value "$U/Ubuntu.vmsd" "$sa\\.disk0\\.fileName")" = Ubuntu.vmdk ] || fail "a's snapshot disk"
+[ "$(vmx_value "$U/Ubuntu.vmsd" "$sc\\.disk0\\.fileName")" = Ubuntu-000001.vmdk ] || fail "c's snapshot disk"
+[ "$(vmx_value "$U/Ubuntu.vmx" 'scsi0:0\.fileName')" = Ubuntu-000002.vmdk ] || fail "the VM is not on its newest delta"
+same_bytes "$C/Ubuntu/c/c-flat.vmdk" "$T/vm-now.raw" "clone c of the VM's written state"
 cp "$T/ubuntu.raw" "$T/a.model"
 write_both $((3 * MiB)) 300000 "$C/Ubuntu/a/a-flat.vmdk" "$T/a.model"
 same_bytes "$C/Ubuntu/a/a-flat.vmdk" "$T/a.model" "clone a after its own write"

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Deleting clones, and what a clone keeps: rmdir (and rm -r) of a clone
-# folder deletes the clone and its store folder; a clone whose disk is open
+# Deleting clones, and what a clone keeps: rmdir of a clone folder holding
+# only what vmclonefs shows, and rm -r of any clone folder, delete the
+# clone and its store folder; a clone whose disk is open
 # is refused with EBUSY and stays whole; clones, the files a hypervisor
 # writes beside them (nvram, logs) and edits of their .vmx survive unmount
 # and remount, and go with the clone. A deleted name can be used again and
@@ -103,7 +104,14 @@ same_bytes "$K/keep.vmx" "$T/keep.vmx" ".vmx after remount"
 # Workstation rotates its logs by renaming them.
 mv "$K/logs/vmware.log" "$K/logs/vmware-0.log" || fail "rename of a log in the clone folder"
 same_bytes "$STORE/keep/logs/vmware-0.log" "$T/vmware.log" "renamed log in the store"
-rmdir "$C/keep" || fail "rmdir of a clone holding files of its own"
+# rmdir of a folder holding files of the user's is ENOTEMPTY, as on any
+# file system, and deletes nothing; rm -r deletes them, then the clone.
+before=$(tree_state "$STORE/keep")
+expect_err "rmdir of a clone holding files of its own" "Directory not empty" rmdir "$C/keep"
+expect_log "rmdir of a clone holding files of its own" 'rmdir clones/Ubuntu/keep' 'not the clone'
+same_tree "$before" "$STORE/keep" "a refused rmdir"
+same_bytes "$K/keep-flat.vmdk" "$T/keep.model" "disk after a refused rmdir"
+rm -r "$C/keep" || fail "rm -r of a clone holding files of its own"
 [ ! -e "$STORE/keep" ] || fail "store folder left: $(ls -A "$STORE/keep")"
 store_is ""
 

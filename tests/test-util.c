@@ -17,7 +17,7 @@ char *test_tmpdir_new(void)
 void test_tmpdir_free(char *dir)
 {
     if (dir != NULL && g_getenv("VCF_KEEP_TMP") == NULL)
-        vcf_remove_tree(dir);
+        vcf_remove_tree(dir, NULL);
     g_free(dir);
 }
 

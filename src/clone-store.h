@@ -1,0 +1,74 @@
+/* A clone's stored state: LIBRARY/.vmclonefs/clones/NAME/ and what its
+ * clone.ini says; listing, deleting and the names a clone folder reserves.
+ *
+ * A clone folder shows NAME.vmx, and NAME.vmdk and NAME-flat.vmdk per disk.
+ * The two disk names are like two hard links of the clone's disks: `rm`
+ * removes a name for good (an empty marker file ".vcf-unlinked-NAME"
+ * remembers it, since a marker needs no data block on a full disk), and
+ * when the last disk name of the clone goes, its stored disks go with it.
+ * That is how `rm -r` of a clone folder deletes the clone. */
+#pragma once
+#include <glib.h>
+#include "library.h"
+
+#define VCF_CLONE_INI "clone.ini"
+#define VCF_CLONE_INI_NEXT "clone.ini.next"
+#define VCF_UNLINKED_PREFIX ".vcf-unlinked-"
+
+/* What clone.ini says about a clone. */
+typedef struct {
+    char *name;
+    char *source;          /* "Ubuntu" or "Ubuntu@Snapshot name" */
+    char *vm;              /* the VM folder the chain starts in */
+    char *base_snapshot;   /* display name of the snapshot the clone is on */
+    char *base_uid;        /* its uid in the VM's .vmsd; NULL if not recorded */
+    char *type;            /* "linked" */
+    char *dir;             /* its store folder */
+    GPtrArray *stems;      /* char*: "NAME", "NAME_1", ... one per disk */
+    GHashTable *unlinked;  /* shown disk file names removed with rm */
+    gboolean disks_gone;   /* every disk name removed: the clone serves no disk */
+} VcfCloneInfo;
+
+VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **error);
+void vcf_clone_info_free(VcfCloneInfo *info);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfCloneInfo, vcf_clone_info_free)
+
+/* Names of all clones, sorted. */
+GPtrArray *vcf_clone_list(VcfLibrary *lib);
+
+/* EINVAL for a bad name, EEXIST if a clone or library folder has it. */
+gboolean vcf_clone_check_new_name(VcfLibrary *lib, const char *name, GError **error);
+
+/* Files in a clone's store folder that the mount never shows. */
+gboolean vcf_clone_reserved_name(const char *name);
+/* The disk (index into info->stems) that shown name NAME belongs to:
+ * TRUE for "STEM.vmdk" and "STEM-flat.vmdk" not removed with rm. */
+gboolean vcf_clone_disk_name(const VcfCloneInfo *info, const char *name, guint *index,
+                             gboolean *is_flat);
+/* TRUE for names in the store folder that are the clone's own state and
+ * never a user's file: clone.ini, sums, markers, the deltas. */
+gboolean vcf_clone_hides(const VcfCloneInfo *info, const char *name);
+/* TRUE for NAME.vmx, the clone's own config. */
+gboolean vcf_clone_is_config(const VcfCloneInfo *info, const char *name);
+/* Whether the folder holds only what vmclonefs shows (NAME.vmx, the disk
+ * names) and keeps (clone.ini, deltas, sums, markers): what rmdir deletes.
+ * FALSE sets *OTHER to the first other entry. */
+gboolean vcf_clone_folder_is_own(const VcfCloneInfo *info, char **other, GError **error);
+
+/* Removes shown disk name NAME for good. Sets *LAST when no disk name of
+ * the clone is left; then vcf_clone_drop_disks frees its stored disks. */
+gboolean vcf_clone_unlink_name(VcfCloneInfo *info, const char *name, gboolean *last,
+                               GError **error);
+/* Deletes the clone's stored disks once all their names are gone (see
+ * above); the clone folder stays, with no disks. Idempotent. */
+gboolean vcf_clone_drop_disks(VcfLibrary *lib, const char *name, GError **error);
+
+/* Removes clone NAME and everything in its store folder. Works on a full
+ * file system: nothing is written before the files go. */
+gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error);
+
+/* Finishes what a crash interrupted: removes half-made (.creating-*) and
+ * half-deleted (.deleting-*) folders, rolls renames forward or back, and
+ * frees the disks of clones whose disk names are all gone. Returns how
+ * many folders it fixed; *PROBLEMS gets a sentence per failure. */
+guint vcf_clone_recover(VcfLibrary *lib, GPtrArray *problems);

@@ -1,0 +1,127 @@
+#include "config.h"
+#include "sparse-format.h"
+#include "fileutil.h"
+#include "vcf-error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void vcf_sparse_header_to_le(const VcfSparseHeader *in, VcfSparseHeader *out)
+{
+    *out = *in;
+    out->magic = GUINT32_TO_LE(in->magic);
+    out->version = GUINT32_TO_LE(in->version);
+    out->flags = GUINT32_TO_LE(in->flags);
+    out->capacity = GUINT64_TO_LE(in->capacity);
+    out->grain_size = GUINT64_TO_LE(in->grain_size);
+    out->desc_offset = GUINT64_TO_LE(in->desc_offset);
+    out->desc_size = GUINT64_TO_LE(in->desc_size);
+    out->gtes_per_gt = GUINT32_TO_LE(in->gtes_per_gt);
+    out->rgd_offset = GUINT64_TO_LE(in->rgd_offset);
+    out->gd_offset = GUINT64_TO_LE(in->gd_offset);
+    out->overhead = GUINT64_TO_LE(in->overhead);
+    out->compress_algorithm = GUINT16_TO_LE(in->compress_algorithm);
+}
+
+
+char *vcf_sparse_descriptor_text(guint32 cid, guint32 parent_cid,
+                             const char *parent_hint, guint64 sectors,
+                             const char *extent_name, const VcfGeometry *geometry)
+{
+    GString *d = g_string_new("# Disk DescriptorFile\n");
+    VcfGeometry g;
+    if (geometry != NULL)
+        g = *geometry;
+    else
+        vcf_geometry_default(&g, sectors * SECTOR, "lsilogic");
+    g_autofree char *ddb = vcf_geometry_ddb_lines(&g);
+    g_string_append_printf(d, "version=1\nencoding=\"UTF-8\"\nCID=%08x\n"
+                           "parentCID=%08x\ncreateType=\"monolithicSparse\"\n",
+                           cid, parent_cid);
+    if (parent_hint != NULL)
+        g_string_append_printf(d, "parentFileNameHint=\"%s\"\n", parent_hint);
+    g_string_append_printf(d, "\n# Extent description\nRW %" G_GUINT64_FORMAT
+                           " SPARSE \"%s\"\n\n# The Disk Data Base\n#DDB\n\n"
+                           "ddb.virtualHWVersion = \"4\"\n%s",
+                           sectors, extent_name, ddb);
+    return g_string_free(d, FALSE);
+}
+
+gboolean vcf_sparse_parse_cid(const char *text, const char *key, guint32 *out)
+{
+    g_autofree char *v = vcf_descriptor_get(text, key);
+    if (v == NULL || *v == '\0' || strlen(v) > 8)
+        return FALSE;
+    char *end;
+    guint64 n = g_ascii_strtoull(v, &end, 16);
+    if (*end != '\0')
+        return FALSE;
+    *out = (guint32)n;
+    return TRUE;
+}
+
+static gboolean not_sparse(GError **error, const char *path, const char *why)
+{
+    g_set_error(error, VCF_ERROR, EINVAL, "%s: not a hosted sparse extent: %s", path, why);
+    return FALSE;
+}
+
+gboolean vcf_sparse_extent_has_data(const char *path, gboolean *has_data, GError **error)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        vcf_set_errno(error, errno, path);
+        return FALSE;
+    }
+    gboolean ok = FALSE;
+    VcfSparseHeader le, h;
+    struct stat st;
+    g_autofree guint32 *dir = NULL;
+    g_autofree guint32 *gt = NULL;
+    if (fstat(fd, &st) < 0 || vcf_pread_all(fd, &le, sizeof le, 0, path, error) != (gssize)sizeof le) {
+        not_sparse(error, path, "shorter than a header");
+        goto out;
+    }
+    vcf_sparse_header_to_le(&le, &h);
+    if (h.magic != VMDK_MAGIC || h.gtes_per_gt == 0 || h.gtes_per_gt > 4096
+        || h.grain_size == 0 || h.capacity == 0 || h.capacity > MAX_CAPACITY / SECTOR
+        || (h.flags & (FLAG_COMPRESSED | FLAG_MARKERS))) {
+        not_sparse(error, path, "unexpected header");
+        goto out;
+    }
+    /* The redundant directory, when there is one, is the one VMware
+     * writes first; either would do for "any grain at all". */
+    guint64 gd = (h.flags & FLAG_RGD) && h.rgd_offset ? h.rgd_offset : h.gd_offset;
+    guint64 grains = (h.capacity + h.grain_size - 1) / h.grain_size;
+    guint64 n_gts = (grains + h.gtes_per_gt - 1) / h.gtes_per_gt;
+    gsize gt_bytes = h.gtes_per_gt * 4u;
+    if (gd == 0 || gd > (guint64)st.st_size / SECTOR) {
+        not_sparse(error, path, "grain directory out of range");
+        goto out;
+    }
+    dir = g_new(guint32, n_gts);
+    gt = g_malloc(gt_bytes);
+    if (vcf_pread_all(fd, dir, n_gts * 4, gd * SECTOR, path, error) != (gssize)(n_gts * 4)) {
+        not_sparse(error, path, "grain directory truncated");
+        goto out;
+    }
+    *has_data = FALSE;
+    for (guint64 i = 0; i < n_gts && !*has_data; i++) {
+        guint64 sec = GUINT32_FROM_LE(dir[i]);
+        if (sec == 0)
+            continue;
+        gssize n = vcf_pread_all(fd, gt, gt_bytes, sec * SECTOR, path, error);
+        if (n < 0)
+            goto out;
+        /* Past the end of the file reads as an empty table, as holes do. */
+        for (gsize j = 0; j < (gsize)n / 4 && !*has_data; j++)
+            *has_data = gt[j] != 0;
+    }
+    ok = TRUE;
+out:
+    close(fd);
+    return ok;
+}
