@@ -434,7 +434,9 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
                               "supported, not flags %#x", p->path, name, flags);
     } else if (p->kind == NODE_SOURCE) {
         if (np != p) {
-            err = np->kind == NODE_SOURCE ? EXDEV : EINVAL;
+            /* Not EXDEV: mv and file managers would fall back to a mkdir
+             * there, which makes a clone, and a copy into it. */
+            err = EINVAL;
             why = g_strdup_printf("mv %s/%s: a clone stays in its source folder %s; mv it "
                                   "within that folder to rename it", p->path, name, p->path);
         } else {
