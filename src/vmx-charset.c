@@ -66,16 +66,11 @@ gboolean vcf_charset_same(const char *a, const char *b)
     return g_ascii_strcasecmp(iconv_name(a ? a : "UTF-8"), iconv_name(b ? b : "UTF-8")) == 0;
 }
 
-static void set_problem(GError **error, const char *why, const char *name)
+VcfCharset *vcf_charset_open(const char *name, const char *what, GError **error)
 {
-    g_set_error(error, VCF_ERROR, EINVAL, "%s \"%s\"", why, name);
-}
-
-VcfCharset *vcf_charset_open(const char *name, GError **error)
-{
-    g_return_val_if_fail(name != NULL, NULL);
+    g_return_val_if_fail(name != NULL && what != NULL, NULL);
     if (!name_ok(name)) {
-        g_set_error_literal(error, VCF_ERROR, EINVAL, ".encoding is not a charset name");
+        g_set_error(error, VCF_ERROR, EINVAL, "%s is not a charset name", what);
         return NULL;
     }
     g_autoptr(VcfCharset) cs = g_new0(VcfCharset, 1);
@@ -88,7 +83,7 @@ VcfCharset *vcf_charset_open(const char *name, GError **error)
     cs->to_utf8 = g_iconv_open("UTF-8", cs->iconv);
     cs->from_utf8 = g_iconv_open(cs->iconv, "UTF-8");
     if (cs->to_utf8 == (GIConv)-1 || cs->from_utf8 == (GIConv)-1) {
-        set_problem(error, "unknown .encoding", name);
+        g_set_error(error, VCF_ERROR, EINVAL, "unknown %s \"%s\"", what, name);
         return NULL;
     }
     /* Asking apart also gives a clear message, as g_convert's error codes
@@ -100,7 +95,8 @@ VcfCharset *vcf_charset_open(const char *name, GError **error)
     g_autofree char *back = vcf_charset_decode(cs, probe, sizeof probe - 1, NULL);
     if (out == NULL || n != sizeof probe - 1 || memcmp(out, probe, n) != 0
         || back == NULL || strcmp(back, probe) != 0) {
-        set_problem(error, "unusable .encoding (not ASCII-compatible)", name);
+        g_set_error(error, VCF_ERROR, EINVAL, "unusable %s (not ASCII-compatible) \"%s\"",
+                    what, name);
         return NULL;
     }
     return g_steal_pointer(&cs);

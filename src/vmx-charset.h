@@ -22,13 +22,14 @@
 
 typedef struct VcfCharset VcfCharset;
 
-/* The charset VMware calls NAME. NULL with VCF_ERROR/EINVAL when NAME is
- * not a plain charset name (".encoding is not a charset name"), is unknown
- * to iconv ("unknown .encoding"), or does not spell ASCII as ASCII
- * ("unusable .encoding (not ASCII-compatible)"): the file's syntax is read
- * in bytes, so '"', '=', '#', '|', '\' and end of line must be ASCII. The
- * message is the reason and the quoted name; callers prefix file and line. */
-VcfCharset *vcf_charset_open(const char *name, GError **error);
+/* The charset VMware calls NAME; WHAT names the setting in messages
+ * (".encoding", "encoding="). NULL with VCF_ERROR/EINVAL when NAME is not
+ * a plain charset name ("WHAT is not a charset name"), is unknown to iconv
+ * ("unknown WHAT"), or does not spell ASCII as ASCII ("unusable WHAT (not
+ * ASCII-compatible)"): the syntax is read in bytes, so '"', '=', '#', '|',
+ * '\' and end of line must be ASCII. The message is the reason and the
+ * quoted name; callers prefix file and line. */
+VcfCharset *vcf_charset_open(const char *name, const char *what, GError **error);
 void vcf_charset_free(VcfCharset *cs);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfCharset, vcf_charset_free)
 

@@ -270,7 +270,8 @@ VcfVmx *vcf_vmx_parse(const char *data, gsize len, const char *name, GError **er
     /* No .encoding: VMware's default is UTF-8, and anything else there
      * would be guesswork. */
     g_autoptr(GError) cerr = NULL;
-    g_autoptr(VcfCharset) cs = vcf_charset_open(vmx->charset ? vmx->charset : "UTF-8", &cerr);
+    g_autoptr(VcfCharset) cs = vcf_charset_open(vmx->charset ? vmx->charset : "UTF-8", ".encoding",
+                                                &cerr);
     if (cs == NULL) {
         g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: %s", name, charset_line, cerr->message);
         return NULL;
@@ -519,7 +520,7 @@ static char *render(const VcfVmx *vmx, const char *name, gsize *len, GError **er
     const char *charset = vcf_vmx_get(vmx, ".encoding");
     gboolean same = vcf_charset_same(charset, vmx->charset);
     g_autoptr(GError) cerr = NULL;
-    g_autoptr(VcfCharset) cs = vcf_charset_open(charset ? charset : "UTF-8", &cerr);
+    g_autoptr(VcfCharset) cs = vcf_charset_open(charset ? charset : "UTF-8", ".encoding", &cerr);
     if (cs == NULL) {
         g_set_error(error, VCF_ERROR, EINVAL, "%s: %s", name, cerr->message);
         return NULL;
