@@ -18,6 +18,7 @@
 #define CID_NONE 0xffffffffu
 /* libvmdk returns ssize_t: keep each request well below SSIZE_MAX. */
 #define MAX_READ_CHUNK ((gsize) 1 << 30)
+#define TEXT_SLACK ((gsize) 64 * 1024)
 
 /* One link of a chain: its handle and the pool of its extent files. The pool
  * is ours, not libvmdk's (see open_extents), so it outlives the handle. */
@@ -369,6 +370,10 @@ static gboolean open_link(Link *link, const char *disk, const char *confine_real
         return FALSE;
     int r;
     if (link->text != NULL) {
+        /* libbfio 20170123's memory range copies a whole read request (2 KiB
+         * for libvmdk's signature) even past the range: zeros to spare. */
+        link->text = g_realloc(link->text, len + TEXT_SLACK);
+        memset(link->text + len, 0, TEXT_SLACK);
         libbfio_error_t *berr = NULL;
         if (libbfio_memory_range_initialize(&link->text_io, &berr) != 1
             || libbfio_memory_range_set(link->text_io, (uint8_t *) link->text, len,
