@@ -25,10 +25,13 @@ char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid,
                            cid, capacity / 512, stem, ddb);
 }
 
+/* "CID=" and 1 to 8 hex digits: VMware pads to 8 (%08x), qemu does not
+ * (%x), so a CID with a leading zero nibble is shorter there. */
 static gboolean is_cid_line(const char *line)
 {
-    return g_ascii_strncasecmp(line, "CID=", 4) == 0 && strlen(line) == 12
-        && strspn(line + 4, "0123456789abcdefABCDEF") == 8;
+    gsize n = strlen(line);
+    return n >= 5 && n <= 12 && g_ascii_strncasecmp(line, "CID=", 4) == 0
+        && strspn(line + 4, "0123456789abcdefABCDEF") == n - 4;
 }
 
 gboolean vcf_flat_descriptor_edit_ok(const char *generated, const char *edited, gsize len)

@@ -10,6 +10,7 @@ char *vcf_flat_descriptor(const char *stem, guint64 capacity, guint32 cid,
                           const VcfGeometry *geometry);
 
 /* Whether EDITED (LEN bytes, maybe padded with NULs) is GENERATED with at
- * most its CID= line changed to another 8-digit hex CID: what VMware and
- * qemu write into a descriptor on the first write to its disk. */
+ * most its CID= line changed to another CID of 1 to 8 hex digits (VMware
+ * pads it, qemu does not): what they write into a descriptor on the first
+ * write to its disk. */
 gboolean vcf_flat_descriptor_edit_ok(const char *generated, const char *edited, gsize len);

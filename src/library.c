@@ -150,6 +150,7 @@ void vcf_vm_free(VcfVm *vm)
     g_clear_pointer(&vm->snapshots, g_ptr_array_unref);
     g_free(vm->current_snapshot_uid);
     g_free(vm->power_reason);
+    g_clear_pointer(&vm->warnings, g_ptr_array_unref);
     g_free(vm);
 }
 
@@ -174,15 +175,24 @@ static VcfVmDisk *disk_new(const char *dir, const char *confine, const char *nod
     return d;
 }
 
-static gboolean is_hard_disk(const VcfVmx *vmx, const char *node)
+/* Whether NODE is a hard disk, in *HARD; FALSE with EINVAL when a key that
+ * decides it could not be read (a guess either way would be wrong). */
+static gboolean is_hard_disk(const VcfVmx *vmx, const char *node, gboolean *hard,
+                             GError **error)
 {
     g_autofree char *present = g_strconcat(node, ".present", NULL);
     g_autofree char *type_key = g_strconcat(node, ".deviceType", NULL);
-    const char *type = vcf_vmx_get(vmx, type_key);
-    if (!vcf_vmx_get_bool(vmx, present, FALSE))
+    *hard = FALSE;
+    if (!vcf_vmx_check_readable(vmx, present, error))
         return FALSE;
-    return type == NULL || g_ascii_strcasecmp(type, "disk") == 0
+    if (!vcf_vmx_get_bool(vmx, present, FALSE))
+        return TRUE;
+    if (!vcf_vmx_check_readable(vmx, type_key, error))
+        return FALSE;
+    const char *type = vcf_vmx_get(vmx, type_key);
+    *hard = type == NULL || g_ascii_strcasecmp(type, "disk") == 0
         || g_str_has_suffix(type, "hardDisk") || g_ascii_strcasecmp(type, "scsi-nonpassthru-rdm") == 0;
+    return TRUE;
 }
 
 static gboolean load_disks(VcfVm *vm, const VcfVmx *vmx, const char *confine, GError **error)
@@ -196,9 +206,16 @@ static gboolean load_disks(VcfVm *vm, const VcfVmx *vmx, const char *confine, GE
             continue;
         g_autofree char *fetched = g_match_info_fetch(m, 1);
         g_autofree char *node = g_ascii_strdown(fetched, -1);
+        gboolean hard = FALSE;
+        if (!is_hard_disk(vmx, node, &hard, error))
+            return FALSE;
+        if (!hard)
+            continue;
+        /* An unreadable name would silently drop the disk from the clone. */
+        if (!vcf_vmx_check_readable(vmx, *k, error))
+            return FALSE;
         const char *file = vcf_vmx_get(vmx, *k);
-        if (!is_hard_disk(vmx, node) || file == NULL
-            || !g_str_has_suffix(file, ".vmdk"))
+        if (file == NULL || !g_str_has_suffix(file, ".vmdk"))
             continue;
         VcfVmDisk *d = disk_new(vm->dir, confine, node, file, vm->vmx_path, error);
         if (d == NULL)
@@ -206,6 +223,13 @@ static gboolean load_disks(VcfVm *vm, const VcfVmx *vmx, const char *confine, GE
         g_ptr_array_add(vm->disks, d);
     }
     return TRUE;
+}
+
+/* Lines of VMX kept unread, for the caller to log. */
+static void add_warnings(VcfVm *vm, const VcfVmx *vmx)
+{
+    for (const char *const *w = vcf_vmx_get_warnings(vmx); *w; w++)
+        g_ptr_array_add(vm->warnings, g_strdup(*w));
 }
 
 static gboolean load_snapshots(VcfVm *vm, const VcfVmx *vmx, const char *confine,
@@ -220,6 +244,7 @@ static gboolean load_snapshots(VcfVm *vm, const VcfVmx *vmx, const char *confine
     g_autoptr(VcfVmx) sd = vcf_vmx_load(vmsd, error);
     if (sd == NULL)
         return FALSE;
+    add_warnings(vm, sd);
     vm->current_snapshot_uid = g_strdup(vcf_vmx_get(sd, "snapshot.current"));
     g_autoptr(GRegex) re = g_regex_new("^snapshot([0-9]+)\\.uid$", G_REGEX_CASELESS, 0, NULL);
     g_auto(GStrv) keys = vcf_vmx_keys(sd);
@@ -296,7 +321,10 @@ VcfVm *vcf_vm_load(const char *dir, const char *confine, GError **error)
         g_set_error(error, VCF_ERROR, ENOENT, "%s: no .vmx file (or more than one)", dir);
         return NULL;
     }
+    vm->warnings = g_ptr_array_new_null_terminated(0, g_free, TRUE);
     g_autoptr(VcfVmx) vmx = vcf_vmx_load(vm->vmx_path, error);
+    if (vmx != NULL)
+        add_warnings(vm, vmx);
     if (vmx == NULL || !load_disks(vm, vmx, confine, error)
         || !load_snapshots(vm, vmx, confine, error))
         return NULL;

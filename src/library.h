@@ -32,6 +32,10 @@ typedef struct {
     char *current_snapshot_uid;
     VcfPowerState power;
     char *power_reason;    /* what showed the power state, for messages */
+    /* "file:line: why" for lines of its .vmx and .vmsd that could not be
+     * read and are kept as they are (char *, NULL-terminated); the caller
+     * logs them. */
+    GPtrArray *warnings;
 } VcfVm;
 
 typedef struct VcfLibrary VcfLibrary;
@@ -50,7 +54,8 @@ const char *vcf_library_store_root(const VcfLibrary *lib);
  * folder would shadow) are left out. */
 GPtrArray *vcf_library_list_vms(VcfLibrary *lib);
 /* Loads VM folder NAME. ENOENT if there is none; EINVAL for a malformed
- * .vmx or .vmsd, naming the file. */
+ * .vmx or .vmsd, naming the file, or for a disk's fileName, present or
+ * deviceType line that cannot be read, naming file and line. */
 VcfVm *vcf_library_load_vm(VcfLibrary *lib, const char *name, GError **error);
 
 /* Loads the VM in folder DIR (the .vmx named after the folder, or the only

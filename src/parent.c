@@ -1,5 +1,6 @@
 #include "config.h"
 #include "parent.h"
+#include "descriptor-utf8.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -17,12 +18,17 @@
 #define CID_NONE 0xffffffffu
 /* libvmdk returns ssize_t: keep each request well below SSIZE_MAX. */
 #define MAX_READ_CHUNK ((gsize) 1 << 30)
+#define TEXT_SLACK ((gsize) 64 * 1024)
 
 /* One link of a chain: its handle and the pool of its extent files. The pool
  * is ours, not libvmdk's (see open_extents), so it outlives the handle. */
 typedef struct {
     libvmdk_handle_t *handle;
     libbfio_pool_t *pool;
+    /* A descriptor we converted to UTF-8 (see open_link), and the memory
+     * handle libvmdk read it through; kept while the handle lives. */
+    libbfio_handle_t *text_io;
+    char *text;
 } Link;
 
 typedef struct {
@@ -188,6 +194,9 @@ static void link_clear(Link *link)
         libbfio_pool_close_all(link->pool, NULL);
         libbfio_pool_free(&link->pool, NULL);
     }
+    if (link->text_io != NULL)
+        libbfio_handle_free(&link->text_io, NULL);
+    g_clear_pointer(&link->text, g_free);
 }
 
 static char *extent_name(libvmdk_handle_t *handle, int index,
@@ -353,8 +362,37 @@ static gboolean open_link(Link *link, const char *disk, const char *confine_real
         set_vmdk_error(error, ENOMEM, &verr, "%s", disk);
         return FALSE;
     }
-    if (libvmdk_handle_open(link->handle, disk, LIBVMDK_OPEN_READ, &verr) != 1) {
-        set_vmdk_error(error, EIO, &verr, "%s: not a readable VMDK disk", disk);
+    /* libvmdk reads few charsets: a descriptor in another one is handed to
+     * it in UTF-8 from memory (its extents come from our pool anyway). A
+     * file that is neither sparse nor a descriptor is EINVAL there. */
+    gsize len = 0;
+    if (!single && !vcf_descriptor_to_utf8(disk, &link->text, &len, error))
+        return FALSE;
+    int r;
+    if (link->text != NULL) {
+        /* libbfio 20170123's memory range copies a whole read request (2 KiB
+         * for libvmdk's signature) even past the range: zeros to spare. */
+        link->text = g_realloc(link->text, len + TEXT_SLACK);
+        memset(link->text + len, 0, TEXT_SLACK);
+        libbfio_error_t *berr = NULL;
+        if (libbfio_memory_range_initialize(&link->text_io, &berr) != 1
+            || libbfio_memory_range_set(link->text_io, (uint8_t *) link->text, len,
+                                        &berr) != 1) {
+            set_bfio_error(error, &berr, "%s: reading its descriptor", disk);
+            return FALSE;
+        }
+        r = libvmdk_handle_open_file_io_handle(link->handle, link->text_io,
+                                               LIBVMDK_OPEN_READ, &verr);
+    } else {
+        r = libvmdk_handle_open(link->handle, disk, LIBVMDK_OPEN_READ, &verr);
+    }
+    /* A descriptor libvmdk refuses is a format problem, not lost data; a
+     * sparse file it refuses may be cut short or damaged. */
+    if (r != 1) {
+        if (single)
+            set_vmdk_error(error, EIO, &verr, "%s: not a readable VMDK disk", disk);
+        else
+            set_vmdk_error(error, EINVAL, &verr, "%s: not a readable VMDK descriptor", disk);
         return FALSE;
     }
     if (files != NULL)

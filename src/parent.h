@@ -15,8 +15,13 @@ typedef struct VcfParent VcfParent;
  * the parents named by parentFileNameHint down to the base. Every file of
  * the chain, extents included, must resolve inside CONFINE_DIR; a chain
  * that loops, is deeper than 255 links, names a missing file, or whose
- * parentCID does not match its parent's CID is an error (VCF_ERROR, with
- * ENOENT for a missing file and EIO or EINVAL otherwise) naming the file. */
+ * parentCID does not match its parent's CID is an error (VCF_ERROR)
+ * naming the file: ENOENT for a missing file; EINVAL for a file that is not
+ * a VMDK, a descriptor that cannot be read (its encoding= included) and
+ * what libvmdk does not support; EIO for a damaged sparse file, a CID
+ * mismatch or a parent smaller than its child. A descriptor in another
+ * charset than UTF-8 (encoding="Shift_JIS", which libvmdk cannot read) is
+ * converted to UTF-8 first, extent names included. */
 VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
                            guint n_chains, GError **error);
 void vcf_parent_free(VcfParent *parent);

@@ -3,6 +3,8 @@
 
 #include "fileutil.h"
 #include "vcf-error.h"
+#include "vmx-charset.h"
+#include "vmx-line.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,97 +20,44 @@
  * A .vmsd with hundreds of snapshots has some ten thousand lines. */
 #define VMX_MAX_LINES ((gsize)1 << 20)
 
-#define NOT_KEY_VALUE "line is not key = \"value\""
-
 typedef struct {
-    char *text;      /* the line as in the file (UTF-8), without its end of line */
+    /* The line's bytes as read, in the file's charset, without its end of
+     * line: written back as they are until the line changes (then NULL),
+     * so an untouched file round-trips byte for byte even where the
+     * charset has two spellings of a character. NULL for lines we add. */
+    char *raw;
+    gsize raw_len;
+    char *text;      /* the line in UTF-8; NULL when its bytes are not valid in the charset */
     const char *eol; /* "\n", "\r\n", or "" for a last line with none */
     char *key;       /* as spelled in the file; NULL for blank and comment lines */
-    char *value;     /* unquoted, |XX escapes decoded */
+    char *value;     /* unquoted, |XX escapes decoded; NULL when unreadable */
+    char *unreadable; /* why the value could not be read, or NULL */
+    guint lineno;    /* in the file as read, for messages; 0 for lines we add */
     gsize vstart;    /* the value as written (quotes included) is text[vstart, vend) */
     gsize vend;
 } VmxLine;
 
 struct VcfVmx {
     char *name;        /* for messages */
+    char *charset;     /* the .encoding the file was read in (NULL: none); raw bytes are in it */
     GPtrArray *lines;  /* of VmxLine, in file order */
     /* Lowercase key -> the line that counts. When a key appears twice the
      * last line wins: get() reads it, set() rewrites it, and the earlier
      * line stays as it was (shadowed). */
     GHashTable *index;
+    GPtrArray *warnings; /* "file:line: why" for unreadable lines, NULL-terminated */
     const char *eol;   /* for lines we add: the file's own line ending */
 };
 
 static void vmx_line_free(gpointer p)
 {
     VmxLine *line = p;
+    g_free(line->raw);
     g_free(line->text);
     g_free(line->key);
     g_free(line->value);
+    g_free(line->unreadable);
     g_free(line);
-}
-
-static gboolean is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-/* Liberal on purpose (VMware's keys are ASCII, but a guestinfo key may be
- * anything): only what would make the line ambiguous is refused. */
-static gboolean is_key_char(char c)
-{
-    unsigned char u = (unsigned char)c;
-    return u > ' ' && u != 0x7f && c != '=' && c != '"' && c != '#' && c != '|';
-}
-
-static gboolean key_is_valid(const char *key)
-{
-    if (key == NULL || *key == '\0')
-        return FALSE;
-    for (const char *p = key; *p; p++)
-        if (!is_key_char(*p))
-            return FALSE;
-    return TRUE;
-}
-
-static gboolean is_utf8_name(const char *charset)
-{
-    return g_ascii_strcasecmp(charset, "UTF-8") == 0 ||
-           g_ascii_strcasecmp(charset, "UTF8") == 0;
-}
-
-/* A plain charset name. Refusing anything else keeps iconv suffixes such as
- * "//IGNORE" (which would silently drop bytes) out of a hostile file. */
-static gboolean charset_name_ok(const char *charset)
-{
-    gsize n = strlen(charset);
-    if (n == 0 || n > 64)
-        return FALSE;
-    for (const char *p = charset; *p; p++)
-        if (!g_ascii_isalnum(*p) && *p != '-' && *p != '_' && *p != '.' && *p != ':')
-            return FALSE;
-    return TRUE;
-}
-
-/* Why CHARSET cannot be used, or NULL. The syntax is read in bytes before
- * conversion and written after it, so the charset must spell the characters
- * that carry it as ASCII does (UTF-16, UTF-7 and EBCDIC do not). Asking
- * apart also gives a clear message, as g_convert's error codes for an
- * unknown charset vary with the iconv behind it. */
-static const char *charset_problem(const char *charset)
-{
-    static const char probe[] = " \t\r\n\"#=|.:_-0123456789"
-                                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    GIConv cd = g_iconv_open(charset, "UTF-8");
-    if (cd == (GIConv)-1)
-        return "unknown .encoding";
-    g_iconv_close(cd);
-    gsize written = 0;
-    g_autofree char *out = g_convert(probe, sizeof probe - 1, charset, "UTF-8",
-                                     NULL, &written, NULL);
-    if (out == NULL || written != sizeof probe - 1 || memcmp(out, probe, written) != 0)
-        return "unusable .encoding (not ASCII-compatible)";
-    return NULL;
 }
 
 /* 1-based number of the line holding byte OFF. */
@@ -121,102 +70,41 @@ static guint line_of(const char *data, gsize off)
     return n;
 }
 
-/* VMware writes |XX for a byte it cannot put between quotes. NULL for a
- * broken escape, |00 (it would cut the string), or bytes that are not UTF-8. */
-static char *decode_value(const char *s, gsize n)
-{
-    g_autoptr(GString) out = g_string_sized_new(n);
-    for (gsize i = 0; i < n; i++) {
-        if (s[i] != '|') {
-            g_string_append_c(out, s[i]);
-            continue;
-        }
-        if (n - i < 3)
-            return NULL;
-        int hi = g_ascii_xdigit_value(s[i + 1]);
-        int lo = g_ascii_xdigit_value(s[i + 2]);
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-            return NULL;
-        g_string_append_c(out, (char)(hi * 16 + lo));
-        i += 2;
-    }
-    if (!g_utf8_validate(out->str, (gssize)out->len, NULL))
-        return NULL;
-    return g_string_free(g_steal_pointer(&out), FALSE);
-}
-
-static char *quote_value(const char *value)
-{
-    g_autoptr(GString) out = g_string_new("\"");
-    for (const char *p = value; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c < 0x20 || c == 0x7f || c == '"' || c == '|')
-            g_string_append_printf(out, "|%02X", c);
-        else
-            g_string_append_c(out, *p);
-    }
-    g_string_append_c(out, '"');
-    return g_string_free(g_steal_pointer(&out), FALSE);
-}
+#define BAD_ESCAPE "bad |XX escape in value"
 
 /* Fills LINE's key, value and value span from LINE->text; on a malformed
- * line returns why. */
+ * line returns why. A value that does not decode leaves the line with its
+ * key, no value and LINE->unreadable set. */
 static const char *parse_line(VmxLine *line)
 {
     const char *s = line->text;
-    gsize n = strlen(s);
-    gsize i = 0;
-
-    while (i < n && is_space(s[i]))
-        i++;
-    if (i == n || s[i] == '#')
-        return NULL; /* blank or comment: kept verbatim, no key */
-
-    gsize kstart = i;
-    while (i < n && is_key_char(s[i]))
-        i++;
-    gsize kend = i;
-    while (i < n && is_space(s[i]))
-        i++;
-    if (kend == kstart || i == n || s[i] != '=')
-        return NOT_KEY_VALUE;
-    i++;
-    while (i < n && is_space(s[i]))
-        i++;
-
-    gsize vstart = i, raw_start, raw_end;
-    if (i < n && s[i] == '"') {
-        const char *close = memchr(s + i + 1, '"', n - i - 1);
-        if (close == NULL)
-            return "unterminated quote";
-        raw_start = i + 1;
-        raw_end = (gsize)(close - s);
-        i = raw_end + 1;
-    } else {
-        /* Hand-edited files have key = value with no quotes. */
-        raw_start = i;
-        while (i < n && !is_space(s[i]) && s[i] != '#' && s[i] != '"')
-            i++;
-        raw_end = i;
-        if (i < n && s[i] == '"')
-            return NOT_KEY_VALUE;
-    }
-    gsize vend = i;
-
-    /* After the value only blanks or a comment. */
-    while (i < n && is_space(s[i]))
-        i++;
-    if (i < n && s[i] != '#')
-        return NOT_KEY_VALUE;
-
-    char *value = decode_value(s + raw_start, raw_end - raw_start);
-    if (value == NULL)
-        return "bad |XX escape in value";
-    line->key = g_strndup(s + kstart, kend - kstart);
-    line->value = value;
-    line->vstart = vstart;
-    line->vend = vend;
+    VcfVmxSplit sp;
+    gboolean has_key;
+    const char *why = vcf_vmx_split_line(s, strlen(s), &sp, &has_key);
+    if (why != NULL || !has_key)
+        return why;
+    line->key = g_strndup(s + sp.kstart, sp.kend - sp.kstart);
+    line->value = vcf_vmx_decode_value(s + sp.rstart, sp.rend - sp.rstart);
+    if (line->value == NULL)
+        line->unreadable = g_strdup(BAD_ESCAPE);
+    line->vstart = sp.vstart;
+    line->vend = sp.vend;
     return NULL;
+}
+
+/* The key of a line whose bytes are not valid in its charset: the line must
+ * still be key = value with an ASCII key, or we could not tell whether it
+ * is a key that matters. */
+static char *raw_key(const VmxLine *line)
+{
+    VcfVmxSplit sp;
+    gboolean has_key;
+    if (vcf_vmx_split_line(line->raw, line->raw_len, &sp, &has_key) != NULL || !has_key)
+        return NULL;
+    for (gsize i = sp.kstart; i < sp.kend; i++)
+        if ((unsigned char)line->raw[i] >= 0x80)
+            return NULL;
+    return g_strndup(line->raw + sp.kstart, sp.kend - sp.kstart);
 }
 
 static void index_line(VcfVmx *vmx, VmxLine *line)
@@ -244,6 +132,7 @@ static VcfVmx *vmx_new_named(const char *name)
     vmx->name = g_strdup(name);
     vmx->lines = g_ptr_array_new_with_free_func(vmx_line_free);
     vmx->index = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    vmx->warnings = g_ptr_array_new_null_terminated(0, g_free, TRUE);
     vmx->eol = "\n";
     return vmx;
 }
@@ -259,6 +148,8 @@ void vcf_vmx_free(VcfVmx *vmx)
         return;
     g_hash_table_unref(vmx->index);
     g_ptr_array_unref(vmx->lines);
+    g_ptr_array_unref(vmx->warnings);
+    g_free(vmx->charset);
     g_free(vmx->name);
     g_free(vmx);
 }
@@ -266,7 +157,8 @@ void vcf_vmx_free(VcfVmx *vmx)
 /* The charset named by .encoding, read from the raw bytes before any
  * conversion: the key, '=' and quotes are ASCII in every charset VMware
  * writes. Only that line is parsed here, since elsewhere a Shift_JIS
- * trail byte can look like '|'. *CHARSET stays NULL when there is none. */
+ * trail byte can look like '|'. *CHARSET stays NULL when there is none.
+ * Strict: a broken .encoding line would leave every line in doubt. */
 static gboolean find_encoding(const char *data, gsize len, const char *name,
                               char **charset, guint *charset_line, GError **error)
 {
@@ -280,14 +172,17 @@ static gboolean find_encoding(const char *data, gsize len, const char *name,
         lineno++;
 
         gsize i = pos;
-        while (i < end && is_space(data[i]))
+        while (i < end && vcf_vmx_is_space(data[i]))
             i++;
         if (end - i >= klen && g_ascii_strncasecmp(data + i, key, klen) == 0 &&
-            (end - i == klen || is_space(data[i + klen]) || data[i + klen] == '=')) {
+            (end - i == klen || vcf_vmx_is_space(data[i + klen]) || data[i + klen] == '=')) {
             VmxLine tmp = { .text = g_strndup(data + pos, end - pos) };
             const char *why = parse_line(&tmp);
+            if (why == NULL && tmp.unreadable != NULL)
+                why = BAD_ESCAPE;
             g_free(tmp.text);
             g_free(tmp.key);
+            g_free(tmp.unreadable);
             if (why != NULL) {
                 g_free(tmp.value);
                 g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: %s", name, lineno, why);
@@ -303,69 +198,41 @@ static gboolean find_encoding(const char *data, gsize len, const char *name,
     return TRUE;
 }
 
-/* DATA (in its .encoding) as UTF-8; NULL with an error naming the line. */
-static char *to_utf8(const char *data, gsize len, const char *name,
-                     gsize *out_len, GError **error)
+/* Reads the LEN bytes at RAW as line LINENO. A line whose value cannot be
+ * read (bytes not valid in CS, a bad |XX escape) is kept as it is, with a
+ * warning: only its key's users need fail. Each line is converted on its
+ * own, so a bad byte cannot swallow the line ends after it. */
+static gboolean add_read_line(VcfVmx *vmx, VcfCharset *cs, const char *raw, gsize len,
+                              const char *eol, guint lineno, GError **error)
 {
-    g_autofree char *charset = NULL;
-    guint charset_line = 0;
-    if (!find_encoding(data, len, name, &charset, &charset_line, error))
-        return NULL;
-
-    if (charset == NULL || is_utf8_name(charset)) {
-        /* No .encoding: VMware's default is UTF-8, and anything else there
-         * would be guesswork. */
-        const char *bad = NULL;
-        if (!g_utf8_validate(data, (gssize)len, &bad)) {
-            g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: text is not valid UTF-8",
-                        name, line_of(data, (gsize)(bad - data)));
-            return NULL;
-        }
-        *out_len = len;
-        return g_strndup(data, len);
-    }
-
-    if (!charset_name_ok(charset)) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: .encoding is not a charset name",
-                    name, charset_line);
-        return NULL;
-    }
-    const char *problem = charset_problem(charset);
-    if (problem != NULL) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: %s \"%s\"",
-                    name, charset_line, problem, charset);
-        return NULL;
-    }
-
-    gsize bytes_read = 0, written = 0;
-    g_autoptr(GError) cerr = NULL;
-    g_autofree char *out = g_convert(data, (gssize)len, "UTF-8", charset,
-                                     &bytes_read, &written, &cerr);
-    if (out == NULL) {
-        if (g_error_matches(cerr, G_CONVERT_ERROR, G_CONVERT_ERROR_ILLEGAL_SEQUENCE) ||
-                 g_error_matches(cerr, G_CONVERT_ERROR, G_CONVERT_ERROR_PARTIAL_INPUT))
+    VmxLine *line = g_new0(VmxLine, 1);
+    line->raw = g_strndup(raw, len);
+    line->raw_len = len;
+    line->eol = eol;
+    line->lineno = lineno;
+    g_ptr_array_add(vmx->lines, line);
+    line->text = vcf_charset_decode(cs, raw, len, NULL);
+    if (line->text == NULL) {
+        line->key = raw_key(line);
+        if (line->key == NULL || g_ascii_strcasecmp(line->key, ".encoding") == 0) {
             g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: text is not valid %s",
-                        name, line_of(data, MIN(bytes_read, len)), charset);
-        else
-            g_set_error(error, VCF_ERROR, EINVAL, "%s: cannot convert from %s: %s",
-                        name, charset, cerr->message);
-        return NULL;
+                        vmx->name, lineno, vcf_charset_name(cs));
+            return FALSE;
+        }
+        line->unreadable = g_strdup_printf("text is not valid %s", vcf_charset_name(cs));
+    } else {
+        const char *why = parse_line(line);
+        if (why != NULL) {
+            g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: %s", vmx->name, lineno, why);
+            return FALSE;
+        }
     }
-    /* g_convert succeeds on a character cut short at the end, dropping it. */
-    if (bytes_read != len) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: text is not valid %s",
-                    name, line_of(data, MIN(bytes_read, len)), charset);
-        return NULL;
-    }
-    /* Belt and braces: the text must be usable UTF-8 with no NUL. */
-    const char *nul = memchr(out, '\0', written);
-    if (nul != NULL || !g_utf8_validate(out, (gssize)written, NULL)) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: .encoding \"%s\" gives unusable text",
-                    name, charset_line, charset);
-        return NULL;
-    }
-    *out_len = written;
-    return g_steal_pointer(&out);
+    if (line->unreadable != NULL)
+        g_ptr_array_add(vmx->warnings,
+                        g_strdup_printf("%s:%u: %s: %s; the line is kept as it is",
+                                        vmx->name, lineno, line->key, line->unreadable));
+    index_line(vmx, line);
+    return TRUE;
 }
 
 VcfVmx *vcf_vmx_parse(const char *data, gsize len, const char *name, GError **error)
@@ -387,13 +254,8 @@ VcfVmx *vcf_vmx_parse(const char *data, gsize len, const char *name, GError **er
         return NULL;
     }
 
-    gsize tlen = 0;
-    g_autofree char *text = to_utf8(data, len, name, &tlen, error);
-    if (text == NULL)
-        return NULL;
-
     gsize nlines = 0;
-    for (const char *p = text; (p = memchr(p, '\n', tlen - (gsize)(p - text))) != NULL; p++)
+    for (const char *p = data; (p = memchr(p, '\n', len - (gsize)(p - data))) != NULL; p++)
         nlines++;
     if (nlines > VMX_MAX_LINES) {
         g_set_error(error, VCF_ERROR, EINVAL, "%s: more than %" G_GSIZE_FORMAT " lines",
@@ -402,35 +264,41 @@ VcfVmx *vcf_vmx_parse(const char *data, gsize len, const char *name, GError **er
     }
 
     g_autoptr(VcfVmx) vmx = vmx_new_named(name);
+    guint charset_line = 0;
+    if (!find_encoding(data, len, name, &vmx->charset, &charset_line, error))
+        return NULL;
+    /* No .encoding: VMware's default is UTF-8, and anything else there
+     * would be guesswork. */
+    g_autoptr(GError) cerr = NULL;
+    g_autoptr(VcfCharset) cs = vcf_charset_open(vmx->charset ? vmx->charset : "UTF-8", ".encoding",
+                                                &cerr);
+    if (cs == NULL) {
+        g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: %s", name, charset_line, cerr->message);
+        return NULL;
+    }
+
     gboolean eol_seen = FALSE;
     guint lineno = 0;
-    for (gsize pos = 0; pos < tlen;) {
-        const char *nl = memchr(text + pos, '\n', tlen - pos);
-        gsize end = nl ? (gsize)(nl - text) : tlen;
-        gsize next = nl ? end + 1 : tlen;
-        VmxLine *line = g_new0(VmxLine, 1);
-        line->eol = "";
+    for (gsize pos = 0; pos < len;) {
+        const char *nl = memchr(data + pos, '\n', len - pos);
+        gsize end = nl ? (gsize)(nl - data) : len;
+        gsize next = nl ? end + 1 : len;
+        const char *eol = "";
         lineno++;
         if (nl != NULL) {
-            line->eol = "\n";
-            if (end > pos && text[end - 1] == '\r') {
-                line->eol = "\r\n";
+            eol = "\n";
+            if (end > pos && data[end - 1] == '\r') {
+                eol = "\r\n";
                 end--;
             }
             /* New lines follow the first line's ending (CRLF from Windows). */
             if (!eol_seen) {
-                vmx->eol = line->eol;
+                vmx->eol = eol;
                 eol_seen = TRUE;
             }
         }
-        line->text = g_strndup(text + pos, end - pos);
-        g_ptr_array_add(vmx->lines, line);
-        const char *why = parse_line(line);
-        if (why != NULL) {
-            g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: %s", name, lineno, why);
+        if (!add_read_line(vmx, cs, data + pos, end - pos, eol, lineno, error))
             return NULL;
-        }
-        index_line(vmx, line);
         pos = next;
     }
     return g_steal_pointer(&vmx);
@@ -499,6 +367,31 @@ const char *vcf_vmx_get(const VcfVmx *vmx, const char *key)
     return line ? line->value : NULL;
 }
 
+gboolean vcf_vmx_key_unreadable(const VcfVmx *vmx, const char *key)
+{
+    g_return_val_if_fail(vmx != NULL && key != NULL, FALSE);
+    VmxLine *line = lookup(vmx, key);
+    return line != NULL && line->unreadable != NULL;
+}
+
+gboolean vcf_vmx_check_readable(const VcfVmx *vmx, const char *key, GError **error)
+{
+    g_return_val_if_fail(vmx != NULL && key != NULL, FALSE);
+    VmxLine *line = lookup(vmx, key);
+    if (line == NULL || line->unreadable == NULL)
+        return TRUE;
+    g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: %s cannot be read: %s", vmx->name,
+                line->lineno, line->key, line->unreadable);
+    return FALSE;
+}
+
+const char *const *vcf_vmx_get_warnings(const VcfVmx *vmx)
+{
+    static const char *const none[] = { NULL };
+    g_return_val_if_fail(vmx != NULL, none);
+    return vmx->warnings->pdata ? (const char *const *)vmx->warnings->pdata : none;
+}
+
 gboolean vcf_vmx_get_bool(const VcfVmx *vmx, const char *key, gboolean dflt)
 {
     const char *v = vcf_vmx_get(vmx, key);
@@ -516,25 +409,35 @@ gboolean vcf_vmx_get_bool(const VcfVmx *vmx, const char *key, gboolean dflt)
 void vcf_vmx_set(VcfVmx *vmx, const char *key, const char *value)
 {
     g_return_if_fail(vmx != NULL);
-    g_return_if_fail(key_is_valid(key));
+    g_return_if_fail(vcf_vmx_key_is_valid(key));
     g_return_if_fail(value != NULL && g_utf8_validate(value, -1, NULL));
 
     VmxLine *line = lookup(vmx, key);
-    if (line != NULL) {
+    if (line != NULL && line->text == NULL) {
+        /* Its bytes could not be read: a new line in its place. */
+        g_autofree char *quoted = vcf_vmx_quote_value(value);
+        line->text = g_strdup_printf("%s = %s", line->key, quoted);
+        line->vstart = strlen(line->key) + 3;
+        line->vend = strlen(line->text);
+    } else if (line != NULL) {
         /* An unchanged value leaves the line as it was written. */
-        if (strcmp(line->value, value) == 0)
+        if (line->value != NULL && strcmp(line->value, value) == 0)
             return;
         /* Only the value is replaced: the key's spelling, the spacing and a
          * trailing comment stay. A duplicate key earlier in the file is left
          * alone; this (last) line is the one that counts. */
-        g_autofree char *quoted = quote_value(value);
+        g_autofree char *quoted = vcf_vmx_quote_value(value);
         char *text = g_strdup_printf("%.*s%s%s", (int)line->vstart, line->text,
                                      quoted, line->text + line->vend);
         line->vend = line->vstart + strlen(quoted);
         g_free(line->text);
         line->text = text;
+    }
+    if (line != NULL) {
         g_free(line->value);
         line->value = g_strdup(value);
+        g_clear_pointer(&line->raw, g_free);
+        g_clear_pointer(&line->unreadable, g_free);
         return;
     }
 
@@ -544,7 +447,7 @@ void vcf_vmx_set(VcfVmx *vmx, const char *key, const char *value)
         if (*last->eol == '\0')
             last->eol = vmx->eol;
     }
-    g_autofree char *quoted = quote_value(value);
+    g_autofree char *quoted = vcf_vmx_quote_value(value);
     line = g_new0(VmxLine, 1);
     line->text = g_strdup_printf("%s = %s", key, quoted);
     line->eol = vmx->eol;
@@ -612,51 +515,41 @@ char **vcf_vmx_keys(const VcfVmx *vmx)
 
 static char *render(const VcfVmx *vmx, const char *name, gsize *len, GError **error)
 {
+    /* The current .encoding decides, so a caller may switch a file to UTF-8;
+     * lines read in that same charset go back as they were read. */
+    const char *charset = vcf_vmx_get(vmx, ".encoding");
+    gboolean same = vcf_charset_same(charset, vmx->charset);
+    g_autoptr(GError) cerr = NULL;
+    g_autoptr(VcfCharset) cs = vcf_charset_open(charset ? charset : "UTF-8", ".encoding", &cerr);
+    if (cs == NULL) {
+        g_set_error(error, VCF_ERROR, EINVAL, "%s: %s", name, cerr->message);
+        return NULL;
+    }
     g_autoptr(GString) out = g_string_new(NULL);
     for (guint i = 0; i < vmx->lines->len; i++) {
         VmxLine *line = g_ptr_array_index(vmx->lines, i);
-        g_string_append(out, line->text);
+        if (line->raw != NULL && same) {
+            g_string_append_len(out, line->raw, (gssize)line->raw_len);
+        } else if (line->text == NULL) {
+            g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: cannot be written in %s: its bytes "
+                        "are not valid %s", name, i + 1, charset ? charset : "UTF-8",
+                        vmx->charset ? vmx->charset : "UTF-8");
+            return NULL;
+        } else {
+            gsize n = 0;
+            g_autofree char *one = vcf_charset_encode(cs, line->text, strlen(line->text), &n,
+                                                      &cerr);
+            if (one == NULL) {
+                g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: %s", name, i + 1, cerr->message);
+                return NULL;
+            }
+            g_string_append_len(out, one, (gssize)n);
+        }
         g_string_append(out, line->eol);
     }
-
-    /* The current .encoding decides, so a caller may switch a file to UTF-8. */
-    const char *charset = vcf_vmx_get(vmx, ".encoding");
-    if (charset == NULL || is_utf8_name(charset)) {
-        if (len != NULL)
-            *len = out->len;
-        return g_string_free(g_steal_pointer(&out), FALSE);
-    }
-    if (!charset_name_ok(charset)) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s: .encoding is not a charset name", name);
-        return NULL;
-    }
-    const char *problem = charset_problem(charset);
-    if (problem != NULL) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s: %s \"%s\"", name, problem, charset);
-        return NULL;
-    }
-    gsize written = 0;
-    g_autoptr(GError) cerr = NULL;
-    char *conv = g_convert(out->str, (gssize)out->len, charset, "UTF-8", NULL,
-                           &written, &cerr);
-    if (conv != NULL) {
-        if (len != NULL)
-            *len = written;
-        return conv;
-    }
-    /* Say which line holds what the charset cannot spell. */
-    for (guint i = 0; i < vmx->lines->len; i++) {
-        VmxLine *line = g_ptr_array_index(vmx->lines, i);
-        g_autofree char *one = g_convert(line->text, -1, charset, "UTF-8", NULL, NULL, NULL);
-        if (one == NULL) {
-            g_set_error(error, VCF_ERROR, EINVAL, "%s:%u: cannot be written in %s: %s",
-                        name, i + 1, charset, cerr->message);
-            return NULL;
-        }
-    }
-    g_set_error(error, VCF_ERROR, EINVAL, "%s: cannot be written in %s: %s",
-                name, charset, cerr->message);
-    return NULL;
+    if (len != NULL)
+        *len = out->len;
+    return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
 char *vcf_vmx_to_data(const VcfVmx *vmx, gsize *len, GError **error)

@@ -131,6 +131,39 @@ START_TEST(flat_descriptor_takes_only_a_new_cid)
 }
 END_TEST
 
+/* GEN with its CID line replaced by LINE (no newline), NUL-padded as qemu
+ * leaves a descriptor it rewrote shorter. */
+static gboolean edit_ok_with_cid_line(const char *gen, const char *line)
+{
+    const char *at = strstr(gen, "CID=1234abcd\n");
+    ck_assert_ptr_nonnull(at);
+    g_autofree char *text = g_strdup_printf("%.*s%s%s", (int)(at - gen), gen, line,
+                                            at + strlen("CID=1234abcd"));
+    gsize len = strlen(gen) + 16;
+    g_autofree char *padded = g_malloc0(len);
+    ck_assert_uint_le(strlen(text), len);
+    memcpy(padded, text, strlen(text));
+    return vcf_flat_descriptor_edit_ok(gen, padded, len);
+}
+
+START_TEST(flat_descriptor_takes_an_unpadded_cid)
+{
+    VcfGeometry g;
+    vcf_geometry_default(&g, 1 << 30, "lsilogic");
+    g_autofree char *gen = vcf_flat_descriptor("web1", 1 << 30, 0x1234abcd, &g);
+    /* qemu writes CID=%x: a CID with leading zero nibbles is shorter. */
+    static const char *const good[] = { "CID=abc", "CID=0", "CID=0000abcd", "CID=fffffffe",
+                                        "CID=ABCDEF", "cid=1a2b", "Cid=00000000" };
+    for (guint i = 0; i < G_N_ELEMENTS(good); i++)
+        ck_assert_msg(edit_ok_with_cid_line(gen, good[i]), "%s refused", good[i]);
+    static const char *const bad[] = { "CID=", "CID=123456789", "CID=12 34", "CID= 1234",
+                                       "CID=1234abcg", "CID=-1", "CID=0x12", "CI=1234",
+                                       "CID=1234abcd ", "parentCID=1234abcd" };
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++)
+        ck_assert_msg(!edit_ok_with_cid_line(gen, bad[i]), "%s taken", bad[i]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("descriptor");
@@ -141,6 +174,7 @@ int main(void)
     tcase_add_test(tc, missing_and_malformed_values_fall_back);
     tcase_add_test(tc, not_a_vmdk_is_einval);
     tcase_add_test(tc, flat_descriptor_takes_only_a_new_cid);
+    tcase_add_test(tc, flat_descriptor_takes_an_unpadded_cid);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

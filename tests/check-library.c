@@ -99,6 +99,67 @@ START_TEST(scan_finds_vms_disks_and_power)
 }
 END_TEST
 
+/* A Korean Workstation's .vmx: a shared folder whose path holds a byte that
+ * is not valid in its code page (0xc7 is a lead byte with no trail) and a
+ * bad |XX escape; neither matters for cloning. */
+static const char *KOREAN_VMX =
+    ".encoding = \"windows-949-2000\"\r\n"
+    "displayName = \"\xb0\xa1\xbb\xf3 \xb8\xd3\xbd\xc5\"\r\n"
+    "sharedFolder0.hostPath = \"C:\\\xc7\"\r\n"
+    "sharedFolder0.guestName = \"share|zz\"\r\n"
+    "scsi0:0.present = \"TRUE\"\r\n"
+    "scsi0:0.fileName = \"Web.vmdk\"\r\n";
+
+START_TEST(unreadable_unneeded_line_still_loads)
+{
+    put("Web/Web.vmx", KOREAN_VMX);
+    make_disk("Web/Web.vmdk", "1M");
+    GError *error = NULL;
+    g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
+    g_autoptr(GPtrArray) vms = vcf_library_list_vms(lib);
+    ck_assert_uint_eq(vms->len, 1);
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert_msg(vm != NULL, "%s", error ? error->message : "");
+    ck_assert_uint_eq(vm->disks->len, 1);
+    const VcfVmDisk *d = g_ptr_array_index(vm->disks, 0);
+    ck_assert_str_eq(d->file_name, "Web.vmdk");
+    /* The caller is told which lines were not read. */
+    ck_assert_uint_eq(vm->warnings->len, 2);
+    const char *w0 = g_ptr_array_index(vm->warnings, 0);
+    const char *w1 = g_ptr_array_index(vm->warnings, 1);
+    ck_assert_msg(strstr(w0, "Web.vmx:3: sharedFolder0.hostPath") != NULL &&
+                  strstr(w0, "not valid windows-949-2000") != NULL, "%s", w0);
+    ck_assert_msg(strstr(w1, "Web.vmx:4: sharedFolder0.guestName") != NULL, "%s", w1);
+}
+END_TEST
+
+/* A key the clone needs that cannot be read: EINVAL naming file and line. */
+static const struct {
+    const char *vmx;
+    const char *where;
+} needed_unreadable[] = {
+    { "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"W\xe9.vmdk\"\n",
+      "Web.vmx:2: scsi0:0.fileName cannot be read" },
+    { "scsi0:0.present = \"TR|zzUE\"\nscsi0:0.fileName = \"Web.vmdk\"\n",
+      "Web.vmx:1: scsi0:0.present cannot be read" },
+    { "sata0:0.present = \"TRUE\"\nsata0:0.deviceType = \"cd\xff\"\n"
+      "sata0:0.fileName = \"x.vmdk\"\n", "Web.vmx:2: sata0:0.deviceType cannot be read" },
+};
+
+START_TEST(unreadable_needed_line_is_einval)
+{
+    put("Web/Web.vmx", needed_unreadable[_i].vmx);
+    GError *error = NULL;
+    g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
+    ck_assert(vm == NULL);
+    ck_assert_int_eq(error->code, EINVAL);
+    ck_assert_msg(strstr(error->message, needed_unreadable[_i].where) != NULL, "%s",
+                  error->message);
+    g_clear_error(&error);
+}
+END_TEST
+
 START_TEST(disk_outside_library_is_refused)
 {
     put("Evil/Evil.vmx", "scsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"../../etc/x.vmdk\"\n");
@@ -291,6 +352,9 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, scan_finds_vms_disks_and_power);
     tcase_add_test(tc, disk_outside_library_is_refused);
+    tcase_add_test(tc, unreadable_unneeded_line_still_loads);
+    tcase_add_loop_test(tc, unreadable_needed_line_is_einval, 0,
+                        (int)G_N_ELEMENTS(needed_unreadable));
     tcase_add_test(tc, vmsd_snapshots);
     tcase_add_test(tc, take_snapshot);
     tcase_add_test(tc, undo_snapshot);

@@ -347,6 +347,90 @@ START_TEST(two_gb_extents)
 }
 END_TEST
 
+/* "日本語" in Windows' Shift_JIS and in UTF-8 (printf '%s' 日本語 | iconv -t CP932). */
+#define NIHONGO_SJIS "\x93\xfa\x96\x7b\x8c\xea"
+#define NIHONGO_UTF8 "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"
+
+/* NAME's descriptor with encoding="ENCODING" after its version line and the
+ * extent name FROM replaced by TO (bytes as given). */
+static void recode_descriptor(const char *name, const char *encoding, const char *from,
+                              const char *to)
+{
+    g_autofree char *path = path_of(name), *text = NULL;
+    ck_assert(g_file_get_contents(path, &text, NULL, NULL));
+    ck_assert_ptr_nonnull(strstr(text, "version=1\n"));
+    g_autofree char *line = g_strdup_printf("version=1\nencoding=\"%s\"\n", encoding);
+    g_auto(GStrv) parts = g_strsplit(text, "version=1\n", 2);
+    g_autofree char *with = g_strjoinv(line, parts);
+    g_autofree char *quoted_from = g_strdup_printf("\"%s\"", from);
+    g_autofree char *quoted_to = g_strdup_printf("\"%s\"", to);
+    ck_assert_ptr_nonnull(strstr(with, quoted_from));
+    g_auto(GStrv) halves = g_strsplit(with, quoted_from, 2);
+    g_autofree char *out = g_strjoinv(quoted_to, halves);
+    ck_assert(g_file_set_contents(path, out, -1, NULL));
+}
+
+START_TEST(shift_jis_descriptor)
+{
+    /* Workstation on Japanese Windows writes encoding="Shift_JIS", which
+     * libvmdk 20200926 cannot read, and extent names in that code page. */
+    guint64 size = 2 * GiB + GiB / 2;
+    g_autofree char *size_arg = g_strdup_printf("%" G_GUINT64_FORMAT, size);
+    run("qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse",
+        "sj.vmdk", size_arg, NULL);
+    write_pattern("sj.vmdk", 0x5a, 1 * MiB, 200 * 1024);
+    write_pattern("sj.vmdk", 0x61, 2 * GiB - 64 * 1024, 192 * 1024);  /* across extents */
+    write_pattern("sj.vmdk", 0x63, size - 64 * 1024, 64 * 1024);
+    recode_descriptor("sj.vmdk", "Shift_JIS", "sj-s002.vmdk", NIHONGO_SJIS "-s002.vmdk");
+    /* The file name as Linux shows it (copied from NTFS: UTF-8), and the
+     * very bytes of the descriptor for qemu-img, which does not convert. */
+    run("mv", "sj-s002.vmdk", NIHONGO_UTF8 "-s002.vmdk", NULL);
+    run("ln", NIHONGO_UTF8 "-s002.vmdk", NIHONGO_SJIS "-s002.vmdk", NULL);
+    int raw = oracle("sj.vmdk");
+    run("rm", NIHONGO_SJIS "-s002.vmdk", NULL);
+
+    VcfParent *p = open_ok("sj.vmdk", 2);
+    ck_assert_uint_eq(vcf_parent_get_size(p), size);
+    ck_assert_uint_eq(vcf_parent_get_cid(p), descriptor_cid("sj.vmdk", "CID"));
+    check_files(p, "sj.vmdk", "sj-s001.vmdk", NIHONGO_UTF8 "-s002.vmdk", NULL);
+    compare(p, raw, 0, 4 * MiB);
+    compare(p, raw, 2 * GiB - 1 * MiB - 3, 2 * MiB + 7);
+    compare(p, raw, size - 1 * MiB - 5, 2 * MiB);
+    vcf_parent_free(p);
+    close(raw);
+
+    /* Read as another code page, the name's bytes are not valid text. */
+    g_autofree char *path = path_of("sj.vmdk"), *text = NULL;
+    ck_assert(g_file_get_contents(path, &text, NULL, NULL));
+    g_auto(GStrv) parts = g_strsplit(text, "\"Shift_JIS\"", 2);
+    g_autofree char *korean = g_strjoinv("\"windows-949-2000\"", parts);
+    ck_assert(g_file_set_contents(path, korean, -1, NULL));
+    g_autofree char *where = g_strdup_printf("%s:10: text is not valid windows-949-2000", path);
+    open_fails("sj.vmdk", NULL, EINVAL, where, NULL);
+}
+END_TEST
+
+START_TEST(descriptor_encoding_refused)
+{
+    run("qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse",
+        "e.vmdk", "8M", NULL);
+    run("cp", "e.vmdk", "e.orig", NULL);
+    g_autofree char *e = path_of("e.vmdk");
+    /* Never EIO: nothing was lost, the disk is just not one we can read. */
+    recode_descriptor("e.vmdk", "klingon-8", "e-s001.vmdk", "e-s001.vmdk");
+    open_fails("e.vmdk", NULL, EINVAL, e, "unknown encoding= \"klingon-8\"", NULL);
+    run("cp", "e.orig", "e.vmdk", NULL);
+    /* 0x83 0x22: a Shift_JIS lead byte, then a quote. */
+    recode_descriptor("e.vmdk", "Shift_JIS", "e-s001.vmdk", "e\x83");
+    g_autofree char *where = g_strdup_printf("%s:9: text is not valid Shift_JIS", e);
+    open_fails("e.vmdk", NULL, EINVAL, where, NULL);
+    /* A descriptor libvmdk cannot parse. */
+    g_autofree char *bad = path_of("bad.vmdk");
+    ck_assert(g_file_set_contents(bad, "# Disk DescriptorFile\nversion=1\nRW x\n", -1, NULL));
+    open_fails("bad.vmdk", NULL, EINVAL, bad, NULL);
+}
+END_TEST
+
 START_TEST(monolithic_flat)
 {
     run("qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat",
@@ -679,15 +763,15 @@ START_TEST(garbage_and_truncated)
         junk[i] = g_rand_int(rand);
     g_rand_free(rand);
     ck_assert(g_file_set_contents(path, (char *) junk, sizeof junk, NULL));
-    open_fails("garbage.vmdk", NULL, EIO, path, NULL);
-    /* Sparse magic followed by junk. */
+    open_fails("garbage.vmdk", NULL, EINVAL, path, NULL);   /* not a VMDK at all */
+    /* Sparse magic followed by junk: a damaged disk. */
     memcpy(junk, "KDMV", 4);
     ck_assert(g_file_set_contents(path, (char *) junk, sizeof junk, NULL));
     open_fails("garbage.vmdk", NULL, EIO, path, NULL);
 
     g_autofree char *empty = path_of("empty.vmdk");
     ck_assert(g_file_set_contents(empty, "", 0, NULL));
-    open_fails("empty.vmdk", NULL, EIO, empty, NULL);
+    open_fails("empty.vmdk", NULL, EINVAL, empty, NULL);
     g_autofree char *folder = path_of("folder.vmdk");
     ck_assert_int_eq(g_mkdir(folder, 0755), 0);
     open_fails("folder.vmdk", NULL, EINVAL, folder, NULL);
@@ -731,6 +815,7 @@ static Suite *parent_suite(void)
     tcase_add_test(tc, monolithic_sparse);
     tcase_add_test(tc, stream_optimized);
     tcase_add_test(tc, two_gb_extents);
+    tcase_add_test(tc, shift_jis_descriptor);
     tcase_add_test(tc, monolithic_flat);
     tcase_add_test(tc, chain_of_three);
     tcase_add_test(tc, mixed_chain);
@@ -750,6 +835,7 @@ static Suite *parent_suite(void)
     tcase_add_test(tc, delta_without_parent_name);
     tcase_add_test(tc, parent_smaller_than_child);
     tcase_add_test(tc, garbage_and_truncated);
+    tcase_add_test(tc, descriptor_encoding_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -543,6 +543,197 @@ START_TEST(test_shift_jis)
 }
 END_TEST
 
+/* The code pages of Workstation on Korean, Chinese, Japanese, Thai and
+ * other Windows, under the names VMware writes. The bytes were made with
+ * glibc's iconv from the UTF-8 (e.g. printf '%s' "한국어" | iconv -t CP949). */
+static const struct {
+    const char *encoding;
+    const char *bytes;
+    const char *utf8;
+} code_pages[] = {
+    /* "한국어 똠방각하": 똠 (8c 63) is outside EUC-KR, its trail byte is 'c'. */
+    { "windows-949-2000", "\xc7\xd1\xb1\xb9\xbe\xee\x20\x8c\x63\xb9\xe6\xb0\xa2\xc7\xcf",
+      "\xed\x95\x9c\xea\xb5\xad\xec\x96\xb4\x20\xeb\x98\xa0\xeb\xb0\xa9\xea\xb0\x81"
+      "\xed\x95\x98" },
+    /* "中文 虚拟机 €" */
+    { "windows-936-2000", "\xd6\xd0\xce\xc4\x20\xd0\xe9\xc4\xe2\xbb\xfa\x20\x80",
+      "\xe4\xb8\xad\xe6\x96\x87\x20\xe8\x99\x9a\xe6\x8b\x9f\xe6\x9c\xba\x20\xe2\x82\xac" },
+    { "GBK", "\xd6\xd0\xce\xc4\x20\xd0\xe9\xc4\xe2\xbb\xfa\x20\x80",
+      "\xe4\xb8\xad\xe6\x96\x87\x20\xe8\x99\x9a\xe6\x8b\x9f\xe6\x9c\xba\x20\xe2\x82\xac" },
+    /* "繁體 許功蓋": each of the last three ends in 0x5C, a backslash in ASCII,
+     * the last one just before the closing quote. */
+    { "windows-950-2000", "\xc1\x63\xc5\xe9\x20\xb3\x5c\xa5\x5c\xbb\x5c",
+      "\xe7\xb9\x81\xe9\xab\x94\x20\xe8\xa8\xb1\xe5\x8a\x9f\xe8\x93\x8b" },
+    { "Big5", "\xc1\x63\xc5\xe9\x20\xb3\x5c\xa5\x5c\xbb\x5c",
+      "\xe7\xb9\x81\xe9\xab\x94\x20\xe8\xa8\xb1\xe5\x8a\x9f\xe8\x93\x8b" },
+    /* "C:\仮想マシン\①": 0x5C stays a backslash (not a yen sign), ① is a
+     * Windows extension. */
+    { "Shift_JIS", "\x43\x3a\x5c\x89\xbc\x91\x7a\x83\x7d\x83\x56\x83\x93\x5c\x87\x40",
+      "\x43\x3a\x5c\xe4\xbb\xae\xe6\x83\xb3\xe3\x83\x9e\xe3\x82\xb7\xe3\x83\xb3\x5c"
+      "\xe2\x91\xa0" },
+    /* "ภาษาไทย" */
+    { "windows-874-2000", "\xc0\xd2\xc9\xd2\xe4\xb7\xc2",
+      "\xe0\xb8\xa0\xe0\xb8\xb2\xe0\xb8\xa9\xe0\xb8\xb2\xe0\xb9\x84\xe0\xb8\x97\xe0\xb8\xa2" },
+    /* "Привет", "Łódź" */
+    { "windows-1251", "\xcf\xf0\xe8\xe2\xe5\xf2", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82" },
+    { "ISO-8859-2", "\xa3\xf3\x64\xbc", "\xc5\x81\xc3\xb3\x64\xc5\xba" },
+};
+
+START_TEST(test_code_pages)
+{
+    const char *enc = code_pages[_i].encoding;
+    g_autofree char *text = g_strdup_printf(".encoding = \"%s\"\r\n"
+                                            "displayName = \"%s\"\r\n"
+                                            "sharedFolder0.hostPath = \"C:\\share\"\r\n",
+                                            enc, code_pages[_i].bytes);
+    g_autoptr(VcfVmx) vmx = parse_ok(text, strlen(text));
+    ck_assert_str_eq(vcf_vmx_get(vmx, "displayName"), code_pages[_i].utf8);
+    ck_assert_str_eq(vcf_vmx_get(vmx, "sharedFolder0.hostPath"), "C:\\share");
+    ck_assert_ptr_null(vcf_vmx_get_warnings(vmx)[0]);
+    /* Untouched: the same bytes, .encoding line included. */
+    assert_data_len(vmx, text, strlen(text));
+    /* A new value is written in the file's charset. */
+    g_autofree char *value = g_strconcat(code_pages[_i].utf8, " 2", NULL);
+    vcf_vmx_set(vmx, "displayName", value);
+    g_autofree char *want = g_strdup_printf(".encoding = \"%s\"\r\n"
+                                            "displayName = \"%s 2\"\r\n"
+                                            "sharedFolder0.hostPath = \"C:\\share\"\r\n",
+                                            enc, code_pages[_i].bytes);
+    assert_data_len(vmx, want, strlen(want));
+}
+END_TEST
+
+START_TEST(test_code_page_names)
+{
+    /* Every name VMware writes that we know of opens. */
+    static const char *const names[] = {
+        "UTF-8", "utf-8", "Shift_JIS", "shift_jis", "GBK", "Big5", "windows-949-2000",
+        "windows-936-2000", "windows-950-2000", "windows-874-2000", "windows-1250",
+        "windows-1251", "windows-1252", "windows-1253", "windows-1254", "windows-1255",
+        "windows-1256", "windows-1257", "windows-1258", "ISO-8859-1", "ISO-8859-2",
+        "ISO-8859-3", "ISO-8859-4", "ISO-8859-5", "ISO-8859-6", "ISO-8859-7", "ISO-8859-8",
+        "ISO-8859-9", "ISO-8859-10", "ISO-8859-11", "ISO-8859-13", "ISO-8859-14",
+        "ISO-8859-15", "EUC-JP", "EUC-KR", "GB18030",
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *text = g_strdup_printf(".encoding = \"%s\"\nx = \"C:\\a~b\"\n",
+                                                names[i]);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(VcfVmx) vmx = vcf_vmx_parse(text, strlen(text), "n.vmx", &error);
+        ck_assert_msg(vmx != NULL, "%s: %s", names[i], error ? error->message : "");
+        ck_assert_str_eq(vcf_vmx_get(vmx, "x"), "C:\\a~b");
+    }
+}
+END_TEST
+
+START_TEST(test_round_trip_duplicate_spelling)
+{
+    /* "∵" has two spellings in Windows' Shift_JIS (81 e6 and 87 9a); iconv
+     * writes back the first. A line nobody changed keeps its own. */
+    static const char text[] = ".encoding = \"Shift_JIS\"\n"
+                               "annotation = \"\x87\x9a\"\n"
+                               "displayName = \"a\"\n";
+    g_autoptr(VcfVmx) vmx = parse_ok(text, strlen(text));
+    ck_assert_str_eq(vcf_vmx_get(vmx, "annotation"), "\xe2\x88\xb5");
+    vcf_vmx_set(vmx, "displayName", "\xe2\x88\xb5");
+    assert_data(vmx, ".encoding = \"Shift_JIS\"\n"
+                "annotation = \"\x87\x9a\"\n"
+                "displayName = \"\x81\xe6\"\n");
+}
+END_TEST
+
+/* Lines whose value cannot be read: kept as they are, with a warning. */
+static const struct {
+    const char *text;
+    const char *key;      /* the unreadable key */
+    guint line;
+    const char *why;
+} unreadable_inputs[] = {
+    { "a = \"|2\"\n", "a", 1, "bad |XX escape" },
+    { "a = \"1\"\nb = \"|zz\"\n", "b", 2, "bad |XX escape" },
+    { "a = \"ends in |\"\n", "a", 1, "bad |XX escape" },
+    { "a = \"|00\"\n", "a", 1, "bad |XX escape" },
+    { "a = \"|FF\"\n", "a", 1, "bad |XX escape" },
+    { "a = \"1\"\ndisplayName = \"Caf\xe9\"\n", "displayName", 2, "text is not valid UTF-8" },
+    { ".encoding = \"UTF-8\"\na = \"1\"\nb = \"\xc3\"\n", "b", 3, "text is not valid UTF-8" },
+    /* 0x81 is a hole in windows-1252. */
+    { ".encoding = \"windows-1252\"\na = \"1\"\nb = \"\x81\"\n", "b", 3,
+      "text is not valid windows-1252" },
+    /* A Shift_JIS lead byte before the closing quote; and one at the end
+     * of a line, which a whole-file conversion would pair with its '\n'. */
+    { ".encoding = \"Shift_JIS\"\nsharedFolder0.hostPath = \"C:\\\x83\"\n", "sharedFolder0.hostPath",
+      2, "text is not valid Shift_JIS" },
+    { ".encoding = \"Shift_JIS\"\nsharedFolder0.hostPath = C:\\\x83\n", "sharedFolder0.hostPath",
+      2, "text is not valid Shift_JIS" },
+    { ".encoding = \"windows-949-2000\"\r\nannotation = \"\xc7\"\r\n", "annotation", 2,
+      "text is not valid windows-949-2000" },
+};
+
+START_TEST(test_unreadable_line)
+{
+    const char *bad = unreadable_inputs[_i].text;
+    const char *key = unreadable_inputs[_i].key;
+    /* The bad line between good ones. */
+    g_autofree char *text = g_strconcat(bad, "scsi0:0.fileName = \"disk.vmdk\"\n", NULL);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(VcfVmx) vmx = vcf_vmx_parse(text, strlen(text), "bad.vmx", &error);
+    ck_assert_msg(vmx != NULL, "input %d: %s", _i, error ? error->message : "");
+    ck_assert_ptr_null(vcf_vmx_get(vmx, key));
+    ck_assert(vcf_vmx_key_unreadable(vmx, key));
+    ck_assert(!vcf_vmx_key_unreadable(vmx, "scsi0:0.fileName"));
+    ck_assert(!vcf_vmx_key_unreadable(vmx, "no.such.key"));
+    ck_assert_str_eq(vcf_vmx_get(vmx, "scsi0:0.fileName"), "disk.vmdk");
+    ck_assert(vcf_vmx_check_readable(vmx, "scsi0:0.fileName", NULL));
+
+    g_autofree char *where = g_strdup_printf("bad.vmx:%u: %s", unreadable_inputs[_i].line, key);
+    const char *const *warnings = vcf_vmx_get_warnings(vmx);
+    ck_assert_ptr_nonnull(warnings[0]);
+    ck_assert_ptr_null(warnings[1]);
+    ck_assert_msg(g_str_has_prefix(warnings[0], where) &&
+                  strstr(warnings[0], unreadable_inputs[_i].why) != NULL, "%s", warnings[0]);
+    ck_assert(!vcf_vmx_check_readable(vmx, key, &error));
+    g_autofree char *needed = g_strdup_printf("%s cannot be read", where);
+    assert_error(error, EINVAL, needed);
+
+    /* The key is listed, and the file written back as it was. */
+    g_auto(GStrv) keys = vcf_vmx_keys(vmx);
+    ck_assert(g_strv_contains((const char *const *)keys, key));
+    assert_data_len(vmx, text, strlen(text));
+    /* Other changes leave the line alone ... */
+    vcf_vmx_set(vmx, "scsi0:0.fileName", "web1.vmdk");
+    g_autofree char *want = g_strconcat(bad, "scsi0:0.fileName = \"web1.vmdk\"\n", NULL);
+    assert_data_len(vmx, want, strlen(want));
+    /* ... and setting its key makes it readable again. */
+    vcf_vmx_set(vmx, key, "new");
+    ck_assert_str_eq(vcf_vmx_get(vmx, key), "new");
+    ck_assert(!vcf_vmx_key_unreadable(vmx, key));
+    gsize len = 0;
+    g_autofree char *data = vcf_vmx_to_data(vmx, &len, NULL);
+    g_autoptr(VcfVmx) again = parse_ok(data, len);
+    ck_assert_str_eq(vcf_vmx_get(again, key), "new");
+    ck_assert_ptr_null(vcf_vmx_get_warnings(again)[0]);
+}
+END_TEST
+
+START_TEST(test_unreadable_line_other_charset)
+{
+    /* Bytes that are not Shift_JIS cannot be written in UTF-8 either. */
+    static const char text[] = ".encoding = \"Shift_JIS\"\n"
+                               "a = \"\x83\"\n";
+    g_autoptr(VcfVmx) vmx = parse_ok(text, strlen(text));
+    vcf_vmx_set(vmx, ".encoding", "UTF-8");
+    g_autoptr(GError) error = NULL;
+    gsize len = 0;
+    g_autofree char *data = vcf_vmx_to_data(vmx, &len, &error);
+    ck_assert_ptr_null(data);
+    assert_error(error, EINVAL, "test.vmx:2: cannot be written in UTF-8");
+    /* The same charset under another of its names keeps the bytes. */
+    vcf_vmx_set(vmx, ".encoding", "SJIS");
+    g_autofree char *sjis = vcf_vmx_to_data(vmx, &len, NULL);
+    ck_assert_str_eq(sjis, ".encoding = \"SJIS\"\na = \"\x83\"\n");
+}
+END_TEST
+
 /* Malformed input: each must be EINVAL naming the file and the line. */
 static const struct {
     const char *text;
@@ -552,11 +743,6 @@ static const struct {
     { "config.version = \"8\"\nthis is not a setting\n", 0,
       "bad.vmx:2: line is not key = \"value\"" },
     { "a = \"1\"\nb = \"unterminated\nc = \"3\"\n", 0, "bad.vmx:2: unterminated quote" },
-    { "a = \"|2\"\n", 0, "bad.vmx:1: bad |XX escape" },
-    { "a = \"1\"\nb = \"|zz\"\n", 0, "bad.vmx:2: bad |XX escape" },
-    { "a = \"ends in |\"\n", 0, "bad.vmx:1: bad |XX escape" },
-    { "a = \"|00\"\n", 0, "bad.vmx:1: bad |XX escape" },
-    { "a = \"|FF\"\n", 0, "bad.vmx:1: bad |XX escape" },
     { "= \"x\"\n", 0, "bad.vmx:1: line is not key" },
     { "a \"x\"\n", 0, "bad.vmx:1: line is not key" },
     { "a b = \"x\"\n", 0, "bad.vmx:1: line is not key" },
@@ -572,14 +758,16 @@ static const struct {
     { ".encoding = \"UTF-8//IGNORE\"\n", 0, "bad.vmx:1: .encoding is not a charset name" },
     { ".encoding = \"windows-1252//IGNORE\"\n", 0,
       "bad.vmx:1: .encoding is not a charset name" },
-    { "a = \"1\"\ndisplayName = \"Caf\xe9\"\n", 0, "bad.vmx:2: text is not valid UTF-8" },
-    { ".encoding = \"UTF-8\"\na = \"1\"\nb = \"\xc3\"\n", 0,
-      "bad.vmx:3: text is not valid UTF-8" },
+    /* Bytes that do not convert are kept only on a key = value line with
+     * an ASCII key: else it could be any key. */
+    { "a = \"1\"\n\xe9t\xe9 = \"2\"\n", 0, "bad.vmx:2: text is not valid UTF-8" },
+    { "a = \"1\"\nb = \"\xe9\n", 0, "bad.vmx:2: text is not valid UTF-8" },
+    /* .encoding itself stays strict. */
+    { ".encoding = \"UTF-8\" # \xe9\na = \"1\"\n", 0, "bad.vmx:1: text is not valid UTF-8" },
+    { ".encoding = \"UTF-8|zz\"\n", 0, "bad.vmx:1: bad |XX escape" },
+    { ".encoding = \"|2\"\n", 0, "bad.vmx:1: bad |XX escape" },
     /* A Shift_JIS lead byte with nothing after it. */
     { ".encoding = \"Shift_JIS\"\na = \"1\"\n\x83", 0, "bad.vmx:3: text is not valid Shift_JIS" },
-    /* 0x81 is a hole in windows-1252. */
-    { ".encoding = \"windows-1252\"\na = \"1\"\nb = \"\x81\"\n", 0,
-      "bad.vmx:3: text is not valid windows-1252" },
 };
 
 START_TEST(test_malformed)
@@ -820,6 +1008,11 @@ static Suite *vmx_suite(void)
     tcase_add_test(tc, test_no_final_newline);
     tcase_add_test(tc, test_windows_1252);
     tcase_add_test(tc, test_shift_jis);
+    tcase_add_loop_test(tc, test_code_pages, 0, (int)G_N_ELEMENTS(code_pages));
+    tcase_add_test(tc, test_code_page_names);
+    tcase_add_test(tc, test_round_trip_duplicate_spelling);
+    tcase_add_loop_test(tc, test_unreadable_line, 0, (int)G_N_ELEMENTS(unreadable_inputs));
+    tcase_add_test(tc, test_unreadable_line_other_charset);
     tcase_add_loop_test(tc, test_malformed, 0, (int)G_N_ELEMENTS(bad_inputs));
     suite_add_tcase(s, tc);
 

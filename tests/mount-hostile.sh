@@ -377,7 +377,13 @@ refused VmxEmpty VmxEmpty/VmxEmpty.vmx
 refused VmxNoEq VmxNoEq/VmxNoEq.vmx
 refused VmxQuote VmxQuote/VmxQuote.vmx
 refused VmxNul VmxNul/VmxNul.vmx
-refused VmxLatin1 VmxLatin1/VmxLatin1.vmx
+# A byte that is not UTF-8 in a line cloning does not need: the VM clones,
+# the line is logged and kept as it is, in the VM's .vmx and the clone's.
+allowed VmxLatin1 "$T/ubuntu.raw" "" none
+[ -d "$MNT/clones/VmxLatin1/h$N" ] || fail "VmxLatin1 (a Latin-1 annotation) did not clone"
+grep -q $'^annotation = "caf\xe9"' "$MNT/clones/VmxLatin1/h$N/h$N.vmx" ||
+    fail "the clone of VmxLatin1 lost its annotation line"
+expect_log "VmxLatin1's unreadable line" "VmxLatin1.vmx:" "annotation: text is not valid UTF-8"
 refused VmxHugeNoNl VmxHugeNoNl/VmxHugeNoNl.vmx
 refused VmxMissing nothere.vmdk
 refused VmxDup VmxDup/      # the last key wins, as in VMware: other.vmdk
