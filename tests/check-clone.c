@@ -2,6 +2,7 @@
  * config, its disks against qemu-img, refusals that leave no trace. */
 #include "config.h"
 #include "clone.h"
+#include "clone-rename.h"
 #include "vcf-error.h"
 #include "vmx.h"
 #include "test-util.h"
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *dir;
 static char *libdir;
@@ -185,6 +187,132 @@ START_TEST(leftovers_of_a_crash_are_removed)
 }
 END_TEST
 
+static char *store_file(const char *clone, const char *file)
+{
+    return g_build_filename(vcf_library_store_root(lib), clone, file, NULL);
+}
+
+static gboolean store_has(const char *clone, const char *file)
+{
+    g_autofree char *p = store_file(clone, file);
+    return g_file_test(p, G_FILE_TEST_EXISTS);
+}
+
+START_TEST(rename_moves_everything)
+{
+    GError *error = NULL;
+    ck_assert(vcf_clone_create(lib, "TwoDisks", "a", NULL));
+    ck_assert_msg(vcf_clone_rename(lib, "a", "b", &error), "%s", error ? error->message : "");
+    ck_assert(!store_has("a", "clone.ini"));
+    const char *want[] = { "b.vmdk", "b.vmdk.xxh", "b_1.vmdk", "b_1.vmdk.xxh", "b.vmx", "clone.ini" };
+    for (guint i = 0; i < G_N_ELEMENTS(want); i++)
+        ck_assert_msg(store_has("b", want[i]), "no %s", want[i]);
+    ck_assert(!store_has("b", "a.vmdk") && !store_has("b", "a.vmx") && !store_has("b", "clone.ini.next"));
+    g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, "b", &error);
+    ck_assert(info != NULL);
+    ck_assert_str_eq(g_ptr_array_index(info->stems, 1), "b_1");
+    g_autofree char *vmx_path = store_file("b", "b.vmx");
+    g_autoptr(VcfVmx) vmx = vcf_vmx_load(vmx_path, NULL);
+    ck_assert_str_eq(vcf_vmx_get(vmx, "displayName"), "b");
+    ck_assert_str_eq(vcf_vmx_get(vmx, "sata0:1.fileName"), "b_1.vmdk");
+    VcfClone *c = vcf_clone_open(lib, "b", 1, &error);
+    ck_assert_msg(c != NULL, "%s", error ? error->message : "");
+    g_autofree char *d1 = g_build_filename(libdir, "TwoDisks", "TwoDisks_1.vmdk", NULL);
+    assert_disk_is(c, 1, d1);
+    ck_assert(vcf_clone_close(c, NULL));
+    /* Refused, changing nothing. */
+    ck_assert(vcf_clone_create(lib, "Ubuntu", "u", NULL));
+    ck_assert(!vcf_clone_rename(lib, "b", "u", &error));
+    ck_assert_int_eq(error->code, EEXIST);
+    g_clear_error(&error);
+    ck_assert(!vcf_clone_rename(lib, "b", "x/y", &error));
+    ck_assert_int_eq(error->code, EINVAL);
+    g_clear_error(&error);
+    ck_assert(store_has("b", "b.vmdk") && !store_has("b", "u.vmdk"));
+}
+END_TEST
+
+/* The two halves of a crash: before the folder's rename the clone keeps
+ * its old name, after it the new one, and nothing of the other is left. */
+START_TEST(interrupted_rename_recovers)
+{
+    ck_assert(vcf_clone_create(lib, "Ubuntu", "old", NULL));
+    g_autofree char *ini = store_file("old", "clone.ini");
+    g_autofree char *text = NULL;
+    ck_assert(g_file_get_contents(ini, &text, NULL, NULL));
+    /* What vcf_clone_rename makes before its commit, by hand. */
+    g_autofree char *delta = store_file("old", "old.vmdk"), *sums = store_file("old", "old.vmdk.xxh");
+    g_autofree char *ndelta = store_file("old", "new.vmdk"), *nsums = store_file("old", "new.vmdk.xxh");
+    g_autofree char *nvmx = store_file("old", "new.vmx"), *next = store_file("old", "clone.ini.next");
+    g_autoptr(GString) nt = g_string_new(text);
+    g_string_replace(nt, "disks=old;", "disks=new;", 0);
+    g_string_append(nt, "renaming-from=old\nrenaming-to=new\n");
+    ck_assert(link(delta, ndelta) == 0 && link(sums, nsums) == 0);
+    ck_assert(g_file_set_contents(nvmx, "displayName = \"new\"\n", -1, NULL));
+    ck_assert(g_file_set_contents(next, nt->str, -1, NULL));
+    /* Not committed: rolled back. */
+    ck_assert_uint_eq(vcf_clone_recover(lib, NULL), 1);
+    ck_assert(store_has("old", "old.vmdk") && store_has("old", "old.vmx"));
+    ck_assert(!store_has("old", "new.vmdk") && !store_has("old", "new.vmdk.xxh")
+              && !store_has("old", "new.vmx") && !store_has("old", "clone.ini.next"));
+    /* Committed: rolled forward. */
+    ck_assert(link(delta, ndelta) == 0 && link(sums, nsums) == 0);
+    ck_assert(g_file_set_contents(nvmx, "displayName = \"new\"\n", -1, NULL));
+    ck_assert(g_file_set_contents(next, nt->str, -1, NULL));
+    g_autofree char *from = g_build_filename(vcf_library_store_root(lib), "old", NULL);
+    g_autofree char *to = g_build_filename(vcf_library_store_root(lib), "new", NULL);
+    ck_assert_int_eq(g_rename(from, to), 0);
+    ck_assert_uint_eq(vcf_clone_recover(lib, NULL), 1);
+    ck_assert(store_has("new", "new.vmdk") && store_has("new", "new.vmx"));
+    ck_assert(!store_has("new", "old.vmdk") && !store_has("new", "old.vmx")
+              && !store_has("new", "clone.ini.next"));
+    GError *error = NULL;
+    VcfClone *c = vcf_clone_open(lib, "new", 1, &error);
+    ck_assert_msg(c != NULL, "%s", error ? error->message : "");
+    g_autofree char *base = g_build_filename(libdir, "Ubuntu", "Ubuntu.vmdk", NULL);
+    assert_disk_is(c, 0, base);
+    ck_assert(vcf_clone_close(c, NULL));
+}
+END_TEST
+
+START_TEST(last_disk_name_frees_the_disks)
+{
+    GError *error = NULL;
+    ck_assert(vcf_clone_create(lib, "TwoDisks", "d", NULL));
+    g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, "d", NULL);
+    g_autofree char *other = NULL;
+    ck_assert(vcf_clone_folder_is_own(info, &other, NULL));
+    const char *names[] = { "d-flat.vmdk", "d.vmdk", "d_1.vmdk", "d_1-flat.vmdk" };
+    for (guint i = 0; i < G_N_ELEMENTS(names); i++) {
+        gboolean last = TRUE;
+        ck_assert_msg(vcf_clone_unlink_name(info, names[i], &last, &error), "%s", names[i]);
+        ck_assert(last == (i == G_N_ELEMENTS(names) - 1));
+        g_autoptr(VcfCloneInfo) again = vcf_clone_info_load(lib, "d", NULL);
+        guint index;
+        gboolean flat;
+        ck_assert_msg(!vcf_clone_disk_name(again, names[i], &index, &flat), "%s is back", names[i]);
+    }
+    ck_assert(!vcf_clone_unlink_name(info, "d.vmdk", &(gboolean){ FALSE }, &error));
+    ck_assert_int_eq(error->code, ENOENT);
+    g_clear_error(&error);
+    ck_assert(store_has("d", "d.vmdk"));   /* freed by the drop, not before */
+    ck_assert(vcf_clone_drop_disks(lib, "d", &error));
+    ck_assert(!store_has("d", "d.vmdk") && !store_has("d", "d_1.vmdk.xxh"));
+    VcfClone *c = vcf_clone_open(lib, "d", 1, &error);
+    ck_assert(c != NULL);
+    ck_assert_uint_eq(vcf_clone_n_disks(c), 0);
+    ck_assert(vcf_clone_close(c, NULL));
+    /* A file of the user's makes the folder not the clone's own. */
+    g_autofree char *nvram = store_file("d", "d.nvram");
+    ck_assert(g_file_set_contents(nvram, "x", 1, NULL));
+    g_autoptr(VcfCloneInfo) now = vcf_clone_info_load(lib, "d", NULL);
+    ck_assert(!vcf_clone_folder_is_own(now, &other, NULL));
+    ck_assert_str_eq(other, "d.nvram");
+    ck_assert(vcf_clone_delete(lib, "d", &error));
+    ck_assert_uint_eq(leftovers(), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("clone");
@@ -195,6 +323,9 @@ int main(void)
     tcase_add_test(tc, snapshot_source);
     tcase_add_test(tc, refusals_leave_no_trace);
     tcase_add_test(tc, leftovers_of_a_crash_are_removed);
+    tcase_add_test(tc, rename_moves_everything);
+    tcase_add_test(tc, interrupted_rename_recovers);
+    tcase_add_test(tc, last_disk_name_frees_the_disks);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);
 }

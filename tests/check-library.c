@@ -312,7 +312,7 @@ START_TEST(names)
     GError *error = NULL;
     ck_assert(vcf_name_check("web1", NULL));
     ck_assert(vcf_name_check("Ubuntu clone (2)", NULL));
-    const char *bad[] = { "", ".web", "a/b", "a@b", "a\tb", "a\nb", "\x7f" };
+    const char *bad[] = { "", ".", "..", ".web", "a/b", "/", "a@b", "a\tb", "a\nb", "\x7f" };
     for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
         ck_assert_msg(!vcf_name_check(bad[i], &error), "accepted \"%s\"", bad[i]);
         ck_assert_int_eq(error->code, EINVAL);

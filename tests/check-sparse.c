@@ -7,6 +7,8 @@
 #include "test-util.h"
 
 #include <check.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -248,8 +250,40 @@ START_TEST(hostile_headers)
     ck_assert_int_eq(truncate(path, g_bytes_get_size(orig) - G / 2), 0);
     expect_open_fails("a grain past end of file");
 
+    /* desc_offset + desc_size must not wrap round to look in range. */
+    guint64 wrap = G_MAXUINT64 - 5;
+    poke(28, &wrap, 8);
+    GError *error = NULL;
+    ck_assert(vcf_sparse_open(path, TRUE, &error) == NULL);
+    ck_assert_msg(strstr(error->message, "no embedded descriptor") != NULL, "%s", error->message);
+    g_clear_error(&error);
+    ck_assert(g_file_set_contents(path, g_bytes_get_data(orig, NULL), g_bytes_get_size(orig), NULL));
+
     ck_assert_int_eq(truncate(path, 100), 0);
     expect_open_fails("a truncated header");
+}
+END_TEST
+
+/* A creation that fails half way leaves neither file: a retry would find
+ * the sums file and fail with EEXIST. The file size limit lets the delta
+ * (128 KiB for 1 GiB) be made but not its sums (4 KiB + 8 bytes a grain). */
+START_TEST(failed_create_leaves_nothing)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = { .rlim_cur = 130 * 1024, .rlim_max = RLIM_INFINITY };
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    GError *error = NULL;
+    VcfSparseParams p = { .capacity = G_GUINT64_CONSTANT(1) << 30, .parent_cid = VCF_CID_NONE };
+    ck_assert(vcf_sparse_create(path, &p, &error) == NULL);
+    g_clear_error(&error);
+    g_autofree char *sums = g_strconcat(path, ".xxh", NULL);
+    ck_assert_msg(!g_file_test(path, G_FILE_TEST_EXISTS), "the delta was left");
+    ck_assert_msg(!g_file_test(sums, G_FILE_TEST_EXISTS), "the sums file was left");
+    rl.rlim_cur = RLIM_INFINITY;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    VcfSparse *s = vcf_sparse_create(path, &p, &error);
+    ck_assert_msg(s != NULL, "retry: %s", error ? error->message : "");
+    close_ok(s);
 }
 END_TEST
 
@@ -277,6 +311,7 @@ int main(void)
     tcase_add_test(tc, corrupt_grain_is_eio);
     tcase_add_test(tc, hostile_headers);
     tcase_add_test(tc, capacity_limits);
+    tcase_add_test(tc, failed_create_leaves_nothing);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);
 }
