@@ -203,6 +203,11 @@ int main(int argc, char **argv)
     g_message("mounted %s at %s", opts.library, cmd.mountpoint);
     /* In the background the parent returns now, with the mount in place. */
     fuse_daemonize(cmd.foreground);
+    if (!cmd.foreground && !vcf_library_note_holder(m.lib, &error)) {
+        /* The lock itself came through the fork; only its label is stale. */
+        g_warning("the lock file will name the launcher's pid: %s", error->message);
+        g_clear_error(&error);
+    }
     if (cmd.singlethread) {
         ret = fuse_session_loop(se);
     } else {
