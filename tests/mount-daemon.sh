@@ -1,7 +1,7 @@
 #!/bin/bash
 # The daemon as a process: --help lists each option once; files and folders
 # made through the mount get the modes the caller's umask gives, whatever
-# the daemon's own umask; SIGINT and SIGTERM unmount and exit 0.
+# the daemon's own umask; SIGINT, SIGTERM and SIGHUP unmount and exit 0.
 # shellcheck disable=SC2119,SC2154  # make check sets top_srcdir; lib's functions take no args here
 # shellcheck source=tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
@@ -52,7 +52,7 @@ exec perl -e '\$SIG{INT} = "DEFAULT"; exec { \$ARGV[0] } @ARGV or die' "$VMCLONE
 SH
 chmod +x "$T/sigdfl"
 n_unmounts=$(($(grep -c "unmounted $MNT\$" "$LOG") + 1))
-for sig in INT TERM; do
+for sig in INT TERM HUP; do
     VMCLONEFS=$T/sigdfl mount_lib
     kill -"$sig" "$DAEMON_PID"
     for _ in $(seq 200); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.05; done
