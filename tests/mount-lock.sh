@@ -15,6 +15,12 @@ HOST=$(hostname)
 MNT2=$T/mnt2
 mkdir -p "$MNT2"
 
+# holds_open PID PATH: the process has PATH open.
+holds_open() {
+    local f
+    for f in /proc/"$1"/fd/*; do [ "$(readlink "$f")" = "$2" ] && return 0; done
+    return 1
+}
 fuse_mounts_at() { awk -v m="$1" '$2 == m && $3 ~ /^fuse/' /proc/self/mounts | wc -l; }
 
 # second_daemon MOUNTPOINT HOLDER-PID WHAT: a second daemon on $LIB exits
@@ -92,10 +98,10 @@ wait "$launcher" || rc=$?
 [ $rc -eq 0 ] || fail "background mount exited $rc: $(cat "$DAEMON_ERR")"
 mountpoint -q "$MNT" || fail "background mount: nothing mounted"
 bg_pid=$(sed -n 's/^pid \([0-9]*\)$/\1/p' "$LOCK")
-[ -n "$bg_pid" ] && [ "$bg_pid" != "$launcher" ] || fail "background mount: lock file names pid '$bg_pid', the launcher was $launcher"
+{ [ -n "$bg_pid" ] && [ "$bg_pid" != "$launcher" ]; } || fail "background mount: lock file names pid '$bg_pid', the launcher was $launcher"
 kill -0 "$bg_pid" 2>/dev/null || fail "background mount: pid $bg_pid in the lock file is not running"
-ls -l "/proc/$bg_pid/fd" | grep -q ' -> /dev/fuse$' || fail "background mount: pid $bg_pid does not serve /dev/fuse"
-ls -l "/proc/$bg_pid/fd" | grep -qF " -> $LOCK" || fail "background mount: pid $bg_pid does not hold $LOCK open"
+holds_open "$bg_pid" /dev/fuse || fail "background mount: pid $bg_pid does not serve /dev/fuse"
+holds_open "$bg_pid" "$LOCK" || fail "background mount: pid $bg_pid does not hold $LOCK open"
 second_daemon "$MNT2" "$bg_pid" "background mount"
 same_bytes "$MNT/clones/Ubuntu/web1/web1-flat.vmdk" "$T/model.raw" "background mount: clone"
 fusermount3 -u "$MNT" || fail "background mount: fusermount3 -u"
