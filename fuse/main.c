@@ -4,11 +4,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -58,9 +60,7 @@ static void usage(const char *prog)
            "    -o cache_timeout=S     seconds the kernel may cache names and\n"
            "                           attributes (default 1)\n"
            "    -o log=FILE            append log lines to FILE (default: standard error\n"
-           "                           with -f, else syslog)\n"
-           "    -h, --help             this help\n"
-           "    -V, --version          the version\n\n", prog);
+           "                           with -f, else syslog)\n\n", prog);
 }
 
 /* ---- logging: a sentence per event, to where the user will look -------- */
@@ -152,7 +152,8 @@ int main(int argc, char **argv)
         goto out_args;
     if (opts.show_help) {
         usage(argv[0]);
-        printf("FUSE options:\n");
+        /* libfuse's list describes -h and -V: ours would repeat them. */
+        printf("General options:\n");
         fuse_cmdline_help();
         fuse_lowlevel_help();
         ret = 0;
@@ -183,6 +184,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmclonefs: cannot open log %s: %s\n", opts.log_file, strerror(errno));
         goto out_cmd;
     }
+    /* The kernel has masked the modes mkdir and create bring with the
+     * caller's umask (we do not ask for FUSE_CAP_DONT_MASK): ours must not
+     * mask them again. The core gives its own files explicit modes; the log
+     * was opened above, under the user's umask. */
+    umask(0);
     if (!cmd.foreground && log.file == NULL)
         openlog("vmclonefs", LOG_PID, LOG_DAEMON);
     g_log_set_writer_func(write_log, &log, NULL);
@@ -203,6 +209,11 @@ int main(int argc, char **argv)
     g_message("mounted %s at %s", opts.library, cmd.mountpoint);
     /* In the background the parent returns now, with the mount in place. */
     fuse_daemonize(cmd.foreground);
+    if (!cmd.foreground && !vcf_library_note_holder(m.lib, &error)) {
+        /* The lock itself came through the fork; only its label is stale. */
+        g_warning("the lock file will name the launcher's pid: %s", error->message);
+        g_clear_error(&error);
+    }
     if (cmd.singlethread) {
         ret = fuse_session_loop(se);
     } else {
@@ -217,7 +228,10 @@ int main(int argc, char **argv)
         ret = fuse_session_loop_mt(se, loop);
         fuse_loop_cfg_destroy(loop);
     }
-    ret = ret != 0;
+    /* The loop returns 0 after an unmount, -errno on a failure, and the
+     * number of the signal that our handlers (fuse_set_signal_handlers)
+     * caught: that is a clean unmount too. */
+    ret = !(ret == 0 || ret == SIGHUP || ret == SIGINT || ret == SIGTERM);
     fuse_session_unmount(se);
     g_message("unmounted %s", cmd.mountpoint);
 out_signals:

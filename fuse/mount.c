@@ -216,6 +216,12 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     m->lib = vcf_library_open(library, error);
     if (m->lib == NULL)
         return FALSE;
+    /* A second daemon is refused here, before the leftovers and clones
+     * below are touched. */
+    if (!vcf_library_lock(m->lib, error)) {
+        g_clear_pointer(&m->lib, vcf_library_free);
+        return FALSE;
+    }
     m->root = g_strdup(vcf_library_root(m->lib));
     m->n_chains = n_chains ? n_chains : 1;
     m->timeout = timeout;

@@ -8,20 +8,38 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 demo=${DEMO_DIR:-/tmp/vmclonefs-demo}
 show() { printf '\n$ %s\n' "$*"; "$@"; }
+# quietly LOG CMD...: CMD's output goes to LOG, and is shown only if it fails.
+quietly() {
+    local log=$1
+    shift
+    if ! "$@" >>"$log" 2>&1; then
+        printf "error: '%s' failed; the end of %s:\n" "$*" "$log" >&2
+        tail -n 30 "$log" >&2
+        exit 1
+    fi
+}
 
 bash scripts/install-deps.sh
-[ -x configure ] || autoreconf -fi
-mkdir -p build/plain
-(cd build/plain && { [ -f Makefile ] || "$top/configure" -q; } && make -j"$(nproc)" -s)
-vmclonefs=$top/build/plain/vmclonefs
-
 if mountpoint -q "$demo/mnt" 2>/dev/null; then fusermount3 -u "$demo/mnt"; fi
 rm -rf "$demo"
 mkdir -p "$demo/mnt"
+build_log=$demo/build.log
+echo "building vmclonefs (log: $build_log)"
+# aclocal warns about a missing m4/ before libtoolize makes it.
+[ -x configure ] || { mkdir -p m4 && quietly "$build_log" autoreconf -fi; }
+mkdir -p build/plain
+[ -f build/plain/Makefile ] || (cd build/plain && quietly "$build_log" "$top/configure" -q)
+quietly "$build_log" make -C build/plain -j"$(nproc)" -s
+vmclonefs=$top/build/plain/vmclonefs
+
 show scripts/make-sample-library.sh "$demo/library"
 show "$vmclonefs" -o log="$demo/vmclonefs.log" "$demo/library" "$demo/mnt"
 show ls "$demo/mnt" "$demo/mnt/clones"
-show time mkdir "$demo/mnt/clones/Ubuntu/web1"
+printf '\n$ mkdir %s\n' "$demo/mnt/clones/Ubuntu/web1"
+t0=$(date +%s%N)
+mkdir "$demo/mnt/clones/Ubuntu/web1"
+t1=$(date +%s%N)
+echo "made linked clone web1 of Ubuntu in $(( (t1 - t0 + 500000) / 1000000 )) ms"
 show ls -l "$demo/mnt/clones/Ubuntu/web1"
 show qemu-img info "$demo/mnt/clones/Ubuntu/web1/web1.vmdk"
 show grep -E '^(displayName|uuid.bios|ethernet0.generatedAddress|scsi0:0.fileName) ' \

@@ -1,17 +1,22 @@
 #include "config.h"
 #include "library.h"
+#include "fileutil.h"
 #include "names.h"
 #include "vcf-error.h"
 #include "vmx.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct VcfLibrary {
     char *root;         /* realpath of the library */
     char *store_root;   /* root/.vmclonefs/clones */
+    char *lock_path;    /* root/.vmclonefs/lock */
+    int lock_fd;        /* holds the library's lock; -1 when not locked */
 };
 
 VcfLibrary *vcf_library_open(const char *root, GError **error)
@@ -25,6 +30,8 @@ VcfLibrary *vcf_library_open(const char *root, GError **error)
     VcfLibrary *lib = g_new0(VcfLibrary, 1);
     lib->root = g_steal_pointer(&real);
     lib->store_root = g_build_filename(lib->root, ".vmclonefs", "clones", NULL);
+    lib->lock_path = g_build_filename(lib->root, ".vmclonefs", "lock", NULL);
+    lib->lock_fd = -1;
     if (g_mkdir_with_parents(lib->store_root, 0755) < 0) {
         g_autofree char *what = g_strdup_printf("making %s", lib->store_root);
         vcf_set_errno(error, errno, what);
@@ -38,9 +45,111 @@ void vcf_library_free(VcfLibrary *lib)
 {
     if (lib == NULL)
         return;
+    if (lib->lock_fd >= 0)
+        close(lib->lock_fd);    /* the kernel drops the lock with it */
     g_free(lib->root);
     g_free(lib->store_root);
+    g_free(lib->lock_path);
     g_free(lib);
+}
+
+/* ---- one writer per library --------------------------------------------- */
+
+/* The holder's "pid N" and "host H" lines, as a phrase, or NULL when the
+ * file names nobody (the holder has not written yet). Only digits and
+ * host-name characters are taken: the file is anyone's to write. */
+static char *lock_holder(int fd)
+{
+    char buf[512];
+    gssize n = vcf_pread_all(fd, buf, sizeof buf - 1, 0, "lock", NULL);
+    if (n <= 0)
+        return NULL;
+    buf[n] = 0;
+    g_autofree char *pid = NULL;
+    g_autofree char *host = NULL;
+    g_auto(GStrv) lines = g_strsplit(buf, "\n", 0);
+    for (char **l = lines; *l != NULL; l++) {
+        guint64 v;
+        if (g_str_has_prefix(*l, "pid ")
+            && g_ascii_string_to_unsigned(*l + 4, 10, 1, G_MAXINT32, &v, NULL))
+            pid = g_strdup_printf("pid %" G_GUINT64_FORMAT, v);
+        else if (g_str_has_prefix(*l, "host ") && (*l)[5] != 0 && strlen(*l + 5) <= 255
+                 && strspn(*l + 5, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                           "0123456789.-_") == strlen(*l + 5))
+            host = g_strdup_printf("host %s", *l + 5);
+    }
+    if (pid == NULL && host == NULL)
+        return NULL;
+    return g_strjoin(" ", "vmclonefs", pid ? pid : host, pid && host ? "on" : NULL, host, NULL);
+}
+
+gboolean vcf_library_lock(VcfLibrary *lib, GError **error)
+{
+    g_return_val_if_fail(lib->lock_fd < 0, FALSE);
+    /* O_NOFOLLOW: a symlink planted here must not make us truncate its
+     * target. */
+    int fd = open(lib->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        g_autofree char *what = g_strdup_printf("opening the library lock %s", lib->lock_path);
+        vcf_set_errno(error, errno, what);
+        return FALSE;
+    }
+    /* An OFD lock belongs to the open file description: fuse_daemonize's
+     * child keeps it when the parent exits, a close of some other fd of the
+     * file does not drop it (a POSIX lock would), it conflicts with a second
+     * daemon in this process too, and NFSv4 and CephFS carry it between
+     * hosts. Whole file, never waiting. */
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+    if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EACCES) {
+            /* F_OFD_GETLK reports no pid for OFD locks: the holder's own
+             * text says who it is. */
+            g_autofree char *holder = lock_holder(fd);
+            g_set_error(error, VCF_ERROR, EBUSY,
+                        "library %s is in use: %s holds its lock %s; one vmclonefs serves a "
+                        "library at a time, unmount that one first",
+                        lib->root, holder ? holder : "another vmclonefs (not yet named in the file)",
+                        lib->lock_path);
+        } else {
+            g_set_error(error, VCF_ERROR, e,
+                        "cannot lock the library: %s: %s (the library's file system must "
+                        "support file locks, so that no second vmclonefs can share it)",
+                        lib->lock_path, g_strerror(e));
+        }
+        close(fd);
+        return FALSE;
+    }
+    lib->lock_fd = fd;
+    if (!vcf_library_note_holder(lib, error)) {
+        close(lib->lock_fd);
+        lib->lock_fd = -1;
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean vcf_library_note_holder(VcfLibrary *lib, GError **error)
+{
+    g_return_val_if_fail(lib->lock_fd >= 0, FALSE);
+    g_autofree char *text = g_strdup_printf("pid %d\nhost %s\n", (int)getpid(),
+                                            g_get_host_name());
+    /* Truncate first: a dead holder's longer text must not show through. */
+    if (ftruncate(lib->lock_fd, 0) < 0) {
+        g_autofree char *what = g_strdup_printf("%s: truncate", lib->lock_path);
+        vcf_set_errno(error, errno, what);
+        return FALSE;
+    }
+    if (!vcf_pwrite_all(lib->lock_fd, text, strlen(text), 0, lib->lock_path, error))
+        return FALSE;
+    /* Another host reads the text through its own NFS or CephFS client,
+     * and we never close the file: push it out now. */
+    if (fdatasync(lib->lock_fd) < 0) {
+        g_autofree char *what = g_strdup_printf("%s: fdatasync", lib->lock_path);
+        vcf_set_errno(error, errno, what);
+        return FALSE;
+    }
+    return TRUE;
 }
 
 const char *vcf_library_root(const VcfLibrary *lib) { return lib->root; }

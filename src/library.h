@@ -45,6 +45,16 @@ VcfLibrary *vcf_library_open(const char *root, GError **error);
 void vcf_library_free(VcfLibrary *lib);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfLibrary, vcf_library_free)
 
+/* Takes the library's lock, LIBRARY/.vmclonefs/lock, for as long as LIB is
+ * open: one daemon serves a library, on this host or another sharing it.
+ * Writes this process's pid and host name into the file. EBUSY, naming the
+ * file and (where it has written them) the holder's pid and host, if
+ * another holds it. */
+gboolean vcf_library_lock(VcfLibrary *lib, GError **error);
+/* Writes the pid and host into the locked file again: after a fork, the
+ * process that holds the lock now. */
+gboolean vcf_library_note_holder(VcfLibrary *lib, GError **error);
+
 const char *vcf_library_root(const VcfLibrary *lib);
 /* LIBRARY/.vmclonefs/clones */
 const char *vcf_library_store_root(const VcfLibrary *lib);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *dir;
 
@@ -344,6 +345,59 @@ START_TEST(names)
 }
 END_TEST
 
+/* Rewrites PATH in place: g_file_set_contents would rename a new file over
+ * it, and a lock stays with the old file. */
+static void overwrite(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r+");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(ftruncate(fileno(f), 0), 0);
+    ck_assert_int_ge(fputs(text, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Two opens of one library are two open file descriptions: their OFD locks
+ * conflict even in one process, as two daemons' would. */
+START_TEST(one_lock_per_library)
+{
+    GError *error = NULL;
+    g_autoptr(VcfLibrary) first = vcf_library_open(dir, &error);
+    ck_assert_ptr_nonnull(first);
+    ck_assert(vcf_library_lock(first, &error));
+    g_autofree char *lock = g_build_filename(vcf_library_root(first), ".vmclonefs", "lock", NULL);
+    g_autofree char *text = NULL;
+    ck_assert(g_file_get_contents(lock, &text, NULL, NULL));
+    g_autofree char *want = g_strdup_printf("pid %d\nhost %s\n", (int)getpid(), g_get_host_name());
+    ck_assert_str_eq(text, want);
+
+    VcfLibrary *second = vcf_library_open(dir, &error);
+    ck_assert_ptr_nonnull(second);
+    ck_assert(!vcf_library_lock(second, &error));
+    ck_assert_int_eq(error->code, EBUSY);
+    g_autofree char *holder = g_strdup_printf("vmclonefs pid %d on host %s holds its lock %s",
+                                              (int)getpid(), g_get_host_name(), lock);
+    ck_assert_msg(strstr(error->message, holder) != NULL, "%s", error->message);
+    g_clear_error(&error);
+
+    /* Forged text in the file is not repeated: only a pid and a host name. */
+    overwrite(lock, "pid 12x\nhost evil\x1b[2J\n");
+    ck_assert(!vcf_library_lock(second, &error));
+    ck_assert_msg(strstr(error->message, "another vmclonefs (not yet named") != NULL, "%s",
+                  error->message);
+    ck_assert(strchr(error->message, '\x1b') == NULL);
+    g_clear_error(&error);
+
+    /* The lock goes with the holder; a stale text does not stop the next. */
+    g_clear_pointer(&first, vcf_library_free);
+    overwrite(lock, "pid 1\nhost elsewhere-with-a-long-name\n");
+    ck_assert(vcf_library_lock(second, &error));
+    g_clear_pointer(&text, g_free);
+    ck_assert(g_file_get_contents(lock, &text, NULL, NULL));
+    ck_assert_str_eq(text, want);
+    vcf_library_free(second);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("library");
@@ -359,6 +413,7 @@ int main(void)
     tcase_add_test(tc, take_snapshot);
     tcase_add_test(tc, undo_snapshot);
     tcase_add_test(tc, names);
+    tcase_add_test(tc, one_lock_per_library);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);
 }
