@@ -71,12 +71,24 @@ static void reply_new_entry(fuse_req_t req, VcfMount *m, Node *parent, const cha
         reply_gerror(req, error);
 }
 
+/* Lines of the source's config that could not be read: a clone copies
+ * them as they are, and the user hears of them where they look. */
+static void log_source_warnings(VcfMount *m, const char *source, const char *name)
+{
+    g_autofree char *vm_name = g_strndup(source, strcspn(source, "@"));
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(m->lib, vm_name, NULL);
+    for (guint i = 0; vm != NULL && i < vm->warnings->len; i++)
+        g_message("mkdir clones/%s/%s: kept as it is: %s", source, name,
+                  (const char *)g_ptr_array_index(vm->warnings, i));
+}
+
 /* mkdir clones/SOURCE/NAME. m->ns_lock held. */
 static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const char *source,
                        const char *name)
 {
     GError *error = NULL;
     gint64 t0 = g_get_monotonic_time();
+    log_source_warnings(m, source, name);
     /* mkdir returns once the clone exists: wait for the job. */
     g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name, NULL, NULL);
     if (!vcf_job_wait(job, &error)) {

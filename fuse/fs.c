@@ -104,9 +104,6 @@ static gboolean classify(VcfMount *m, const Node *parent, const char *name,
             g_error_free(why);
             return no_entry(error, path);
         }
-        /* Lines of its config kept unread: a clone copies them as they are. */
-        for (guint i = 0; i < vm->warnings->len; i++)
-            g_message("clones/%s: %s", name, (const char *)g_ptr_array_index(vm->warnings, i));
         tmpl->kind = NODE_SOURCE;
         tmpl->source = g_strdup(name);
         break;
