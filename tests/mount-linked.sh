@@ -64,6 +64,24 @@ same_bytes "$T/store.raw" "$T/model.raw" "qemu-img's reading of the stored delta
 
 mount_lib
 same_bytes "$C/web1-flat.vmdk" "$T/model.raw" "after remount"
+
+# ---- a disk does not grow: past its end is ENOSPC, a write across it is
+# short, a zero-length write there is 0, and the size never changes
+size=$(stat -c %s "$C/web1-flat.vmdk")
+pwrite() { # FILE OFFSET LENGTH: prints the count or the errno text
+    perl -e 'open(my $fh, "+<", $ARGV[0]) or die "open: $!\n";
+             my $n = syswrite($fh, "\xab" x $ARGV[2], $ARGV[2], 0) if sysseek($fh, $ARGV[1], 0);
+             print defined $n ? "$n\n" : "$!\n"' "$@"
+}
+[ "$(pwrite "$C/web1-flat.vmdk" "$size" 4096)" = "No space left on device" ] ||
+    fail "a write at the end: $(pwrite "$C/web1-flat.vmdk" "$size" 4096)"
+[ "$(pwrite "$C/web1-flat.vmdk" $((size + 65536)) 512)" = "No space left on device" ] || fail "a write past the end"
+[ "$(pwrite "$C/web1-flat.vmdk" $((size - 1000)) 4096)" = 1000 ] ||
+    fail "a write across the end is not short: $(pwrite "$C/web1-flat.vmdk" $((size - 1000)) 4096)"
+printf '\xab%.0s' $(seq 1000) | dd of="$T/model.raw" bs=1000 seek=$((size - 1000)) oflag=seek_bytes conv=notrunc status=none
+[ "$(pwrite "$C/web1-flat.vmdk" $((size + 100)) 0)" = 0 ] || fail "a zero-length write past the end"
+[ "$(stat -c %s "$C/web1-flat.vmdk")" = "$size" ] || fail "the disk's size changed"
+same_bytes "$C/web1-flat.vmdk" "$T/model.raw" "after writes at the end"
 write_both 12345 77777 "$C/web1-flat.vmdk" "$T/model.raw"
 same_bytes "$C/web1-flat.vmdk" "$T/model.raw" "after a write on the remounted clone"
 unmount_lib

@@ -165,6 +165,21 @@ fi
 exec 4>&-
 [ "$(sha "$LIB/TwoDisks/TwoDisks.vmdk")" = "$sum_d0" ] || soft_fail "TwoDisks.vmdk changed under clone p6"
 
+# ---- by its other name the protected disk is the same file: no open for
+# writing, no O_TRUNC, no truncate (a hard link made before or after)
+ln "$LIB/TwoDisks/TwoDisks.vmdk" "$LIB/TwoDisks/alias2.bin"
+sleep 1.1    # past the kernel's cache of the names looked up above
+for a in alias.bin alias2.bin; do
+    expect_err "open of hard link $a for writing" "Read-only file system" \
+        perl -e 'open(my $fh, "+<", $ARGV[0]) or die "$!\n"' "$MNT/TwoDisks/$a"
+    expect_log "open of hard link $a for writing" "$a" 'linked clone'
+    expect_err "O_TRUNC through hard link $a" "Read-only file system" sh -c ": >'$MNT/TwoDisks/$a'"
+    expect_err "truncate(2) of hard link $a" "Device or resource busy" \
+        perl -e 'truncate($ARGV[0], 0) or die "$!\n"' "$MNT/TwoDisks/$a"
+done
+[ "$(sha "$LIB/TwoDisks/TwoDisks.vmdk")" = "$sum_d0" ] || soft_fail "TwoDisks.vmdk changed through a hard link"
+[ "$(stat -c %s "$LIB/TwoDisks/TwoDisks.vmdk")" = "$size_d0" ] || soft_fail "TwoDisks.vmdk was truncated"
+
 unmount_lib
 finish_soft_fails
 note "parent disks are protected while clones need them, and only then"
