@@ -3,6 +3,7 @@
 #include "config.h"
 #include "clone.h"
 #include "clone-rename.h"
+#include "fileutil.h"
 #include "vcf-error.h"
 #include "vmx.h"
 #include "test-util.h"
@@ -313,6 +314,29 @@ START_TEST(last_disk_name_frees_the_disks)
 }
 END_TEST
 
+/* A tree deeper than any vmclonefs makes is refused, not recursed into
+ * without bound. */
+START_TEST(deep_tree_is_bounded)
+{
+    GString *p = g_string_new(dir);
+    g_string_append(p, "/deep");
+    g_autofree char *top = g_strdup(p->str);
+    for (guint i = 0; i < 100; i++)
+        g_string_append(p, "/d");
+    ck_assert_int_eq(g_mkdir_with_parents(p->str, 0755), 0);
+    GError *error = NULL;
+    ck_assert(!vcf_remove_tree(top, &error));
+    ck_assert_int_eq(error->code, ELOOP);
+    g_clear_error(&error);
+    g_string_truncate(p, strlen(top) + 2 * 50);   /* 50 levels: removable */
+    ck_assert(vcf_remove_tree(p->str, &error));
+    ck_assert(!g_file_test(p->str, G_FILE_TEST_EXISTS));
+    ck_assert(vcf_remove_tree(top, &error));
+    ck_assert(!g_file_test(top, G_FILE_TEST_EXISTS));
+    g_string_free(p, TRUE);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("clone");
@@ -326,6 +350,7 @@ int main(void)
     tcase_add_test(tc, rename_moves_everything);
     tcase_add_test(tc, interrupted_rename_recovers);
     tcase_add_test(tc, last_disk_name_frees_the_disks);
+    tcase_add_test(tc, deep_tree_is_bounded);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);
 }

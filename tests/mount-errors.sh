@@ -138,6 +138,24 @@ $(diff <(echo "$before") <(echo "$now") | grep '^[<>]' | grep -v sha256 | head -
 [ -z "$(find "$C" -maxdepth 1 -name 'TwoDisks@*')" ] ||
     soft_fail "a mkdir that failed left a snapshot source: $(find "$C" -maxdepth 1 -name 'TwoDisks@*' -printf '%f ')"
 
+# ---- passed-through names that change behind the mount's back give the
+# real errno: a folder that went cannot be listed (not an empty folder),
+# a link that went cannot be read (not EIO)
+mkdir "$LIB/Docs/gone"
+ln -s readme.txt "$LIB/Docs/link"
+ls "$MNT/Docs/gone" >/dev/null && [ "$(readlink "$MNT/Docs/link")" = readme.txt ] ||
+    fail "a folder and a link of the library through the mount"
+rmdir "$LIB/Docs/gone"
+rm "$LIB/Docs/link"
+log_mark
+expect_err "listing a folder that went" "No such file or directory" ls "$MNT/Docs/gone"
+out=$(perl -e 'defined(readlink($ARGV[0])) or print "$!\n"' "$MNT/Docs/link")
+[ "$out" = "No such file or directory" ] || fail "readlink of a link that went: $out"
+echo "not a link" >"$LIB/Docs/link"
+out=$(perl -e 'defined(readlink($ARGV[0])) or print "$!\n"' "$MNT/Docs/link")
+[ "$out" = "Invalid argument" ] || fail "readlink of a file that is no link: $out"
+rm "$LIB/Docs/link"
+
 unmount_lib
 finish_soft_fails
 note "refused mkdirs: errno, a reason in the log, and no trace"
