@@ -28,6 +28,17 @@ static gboolean unlink_if_there(const char *path, GError **error)
     return TRUE;
 }
 
+/* STEM's delta, sums and removed-name markers in DIR. */
+static gboolean remove_stem_files(const char *dir, const char *stem, GError **error)
+{
+    g_autofree char *delta = in_dir(dir, stem, ".vmdk");
+    g_autofree char *sums = in_dir(dir, stem, ".vmdk.xxh");
+    g_autofree char *m1 = g_strconcat(dir, "/" VCF_UNLINKED_PREFIX, stem, ".vmdk", NULL);
+    g_autofree char *m2 = g_strconcat(dir, "/" VCF_UNLINKED_PREFIX, stem, "-flat.vmdk", NULL);
+    return unlink_if_there(delta, error) && unlink_if_there(sums, error)
+        && unlink_if_there(m1, error) && unlink_if_there(m2, error);
+}
+
 static gboolean link_new(const char *from, const char *to, GPtrArray *made, GError **error)
 {
     if (link(from, to) < 0) {
@@ -147,12 +158,7 @@ static gboolean finish(const char *dir, GKeyFile *next, GError **error)
         if (!vcf_sparse_close(s, ok ? error : NULL) || !ok)
             return FALSE;
         g_autofree char *old_stem = vcf_disk_stem(from, (guint)i);
-        g_autofree char *old = in_dir(dir, old_stem, ".vmdk");
-        g_autofree char *old_sums = in_dir(dir, old_stem, ".vmdk.xxh");
-        g_autofree char *m1 = g_strconcat(dir, "/" VCF_UNLINKED_PREFIX, old_stem, ".vmdk", NULL);
-        g_autofree char *m2 = g_strconcat(dir, "/" VCF_UNLINKED_PREFIX, old_stem, "-flat.vmdk", NULL);
-        if (!unlink_if_there(old, error) || !unlink_if_there(old_sums, error)
-            || !unlink_if_there(m1, error) || !unlink_if_there(m2, error))
+        if (!remove_stem_files(dir, old_stem, error))
             return FALSE;
     }
     g_autofree char *old_vmx = in_dir(dir, from, ".vmx");
@@ -243,15 +249,9 @@ gboolean vcf_clone_rename_recover(VcfLibrary *lib, const char *name, gboolean *f
     /* Never committed: what was made for the new name goes. */
     gsize n = 0;
     g_auto(GStrv) stems = g_key_file_get_string_list(kf, INI_GROUP, "disks", &n, NULL);
-    for (gsize i = 0; i < n; i++) {
-        g_autofree char *a = in_dir(dir, stems[i], ".vmdk");
-        g_autofree char *b = in_dir(dir, stems[i], ".vmdk.xxh");
-        g_autofree char *m1 = g_strconcat(dir, "/" VCF_UNLINKED_PREFIX, stems[i], ".vmdk", NULL);
-        g_autofree char *m2 = g_strconcat(dir, "/" VCF_UNLINKED_PREFIX, stems[i], "-flat.vmdk", NULL);
-        if (!unlink_if_there(a, error) || !unlink_if_there(b, error)
-            || !unlink_if_there(m1, error) || !unlink_if_there(m2, error))
+    for (gsize i = 0; i < n; i++)
+        if (!remove_stem_files(dir, stems[i], error))
             return FALSE;
-    }
     g_autofree char *old_vmx = in_dir(dir, name, ".vmx");
     g_autofree char *new_vmx = in_dir(dir, to, ".vmx");
     if (g_file_test(old_vmx, G_FILE_TEST_EXISTS) && !unlink_if_there(new_vmx, error))
