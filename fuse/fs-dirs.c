@@ -160,20 +160,18 @@ out:
     g_rw_lock_writer_unlock(&m->pass_writes);
 }
 
-/* Makes clone NAME's stored disks go, once nothing holds them: steals its
- * open copy (so nothing reopens it meanwhile), then runs DROP. m->ns_lock
- * held. */
+/* Makes clone NAME's stored disks go (DROP): steals its open copy, then
+ * drops; a refusal puts it back. NAME is in m->closing (clone_at_rest), so
+ * nothing opens or reopens it meanwhile. m->ns_lock held. */
 typedef gboolean (*DropFunc)(VcfLibrary *lib, const char *name, GError **error);
 
 static gboolean take_away(VcfMount *m, const char *name, DropFunc drop, GError **error)
 {
     g_mutex_lock(&m->lock);
-    g_hash_table_add(m->closing, g_strdup(name));
     OpenClone *oc = open_clone_steal(m, name);
     g_mutex_unlock(&m->lock);
     gboolean ok = drop(m->lib, name, error);
     g_mutex_lock(&m->lock);
-    g_hash_table_remove(m->closing, name);
     if (!ok)
         open_clone_put_back(m, name, oc);   /* a refusal changes nothing */
     g_mutex_unlock(&m->lock);
@@ -182,8 +180,9 @@ static gboolean take_away(VcfMount *m, const char *name, DropFunc drop, GError *
     return ok;
 }
 
-/* The clone NAME under source folder P, checked free to change: none of
- * its disks is open. A fresh copy of its info, or NULL with *ERR and *WHY.
+/* Claims clone NAME under SOURCE for a change: none of its disks is open,
+ * and, in the same step, it joins m->closing so that none is opened until
+ * at_rest_done. A fresh copy of its info, or NULL with *ERR and *WHY.
  * m->ns_lock held. */
 static VcfCloneInfo *clone_at_rest(VcfMount *m, const char *source, const char *name,
                                    const char *what, int *err, char **why)
@@ -194,6 +193,8 @@ static VcfCloneInfo *clone_at_rest(VcfMount *m, const char *source, const char *
     OpenClone *oc = g_hash_table_lookup(m->clones, name);
     guint handles = oc ? oc->handles : 0;
     gboolean here = known != NULL && g_strcmp0(known->source, source) == 0;
+    if (here && handles == 0)
+        g_hash_table_add(m->closing, g_strdup(name));
     g_mutex_unlock(&m->lock);
     if (!here) {
         *err = ENOENT;
@@ -211,21 +212,40 @@ static VcfCloneInfo *clone_at_rest(VcfMount *m, const char *source, const char *
         *err = vcf_error_errno(error);
         *why = g_strdup_printf("%s clones/%s/%s: %s", what, source, name, error->message);
         g_error_free(error);
+        g_mutex_lock(&m->lock);
+        g_hash_table_remove(m->closing, name);
+        g_mutex_unlock(&m->lock);
     }
     return info;
 }
 
+/* Ends a clone_at_rest claim; the nodes under GONE_PATH (if given) are
+ * gone, and with SELF the node of GONE_PATH too. */
+static void at_rest_done(VcfMount *m, const char *name, const char *gone_path, gboolean self,
+                         gboolean disks_only)
+{
+    g_mutex_lock(&m->lock);
+    if (gone_path != NULL)
+        node_mark_gone(&m->nodes, gone_path, self, disks_only);
+    g_hash_table_remove(m->closing, name);
+    g_mutex_unlock(&m->lock);
+}
+
 /* rmdir of a clone folder that holds only what vmclonefs shows deletes the
- * clone; one holding the user's files is not empty, as anywhere. */
-static int remove_clone(VcfMount *m, const char *source, const char *name, char **why)
+ * clone; one holding the user's files is not empty, as anywhere. *GONE
+ * gets its info, for release_base_logged. */
+static int remove_clone(VcfMount *m, const char *source, const char *name, char **why,
+                        VcfCloneInfo **gone)
 {
     int err = 0;
     g_autoptr(VcfCloneInfo) info = clone_at_rest(m, source, name, "rmdir", &err, why);
     if (info == NULL)
         return err;
     g_autofree char *other = NULL;
+    g_autofree char *path = g_strdup_printf("%s/%s/%s", CLONES_DIR, source, name);
     GError *error = NULL;
     if (!vcf_clone_folder_is_own(info, &other, &error)) {
+        at_rest_done(m, name, NULL, FALSE, FALSE);
         if (error != NULL) {
             *why = g_strdup_printf("rmdir clones/%s/%s: %s", source, name, error->message);
             g_error_free(error);
@@ -236,14 +256,16 @@ static int remove_clone(VcfMount *m, const char *source, const char *name, char 
                                source, name, other);
         return ENOTEMPTY;
     }
-    if (!take_away(m, name, vcf_clone_delete, &error)) {
+    gboolean ok = take_away(m, name, vcf_clone_delete, &error);
+    at_rest_done(m, name, ok ? path : NULL, TRUE, FALSE);
+    if (!ok) {
         *why = g_strdup_printf("rmdir clones/%s/%s: %s", source, name, error->message);
         err = vcf_error_errno(error);
         g_error_free(error);
         return err;
     }
     g_message("deleted clone %s", name);
-    release_base_logged(m, info);
+    *gone = g_steal_pointer(&info);
     return 0;
 }
 
@@ -251,7 +273,10 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     VcfMount *m = VCF_MOUNT(req);
     g_autofree char *why = NULL;
+    g_autoptr(VcfCloneInfo) gone = NULL;
     int err = 0;
+    /* As mkdir: taking back a snapshot must not race a write into its VM. */
+    g_rw_lock_writer_lock(&m->pass_writes);
     g_mutex_lock(&m->ns_lock);
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
@@ -260,7 +285,10 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     } else if (p->kind == NODE_SOURCE) {
         g_autofree char *source = g_strdup(p->source);
         g_mutex_unlock(&m->lock);
-        err = remove_clone(m, source, name, &why);
+        err = remove_clone(m, source, name, &why, &gone);
+        /* Done before the reply: when rmdir returns, the VM is as it will be. */
+        if (gone != NULL)
+            release_base_logged(m, gone);
         g_mutex_lock(&m->lock);
     } else if (p->kind == NODE_ROOT || p->kind == NODE_PASS || p->kind == NODE_CLONE) {
         g_autofree char *real = g_build_filename(p->real, name, NULL);
@@ -284,35 +312,43 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     g_mutex_unlock(&m->lock);
     g_mutex_unlock(&m->ns_lock);
+    g_rw_lock_writer_unlock(&m->pass_writes);
     reply_errno(req, err, why);
 }
 
 /* rm of a disk name: gone for good; with the clone's last disk name go its
- * stored disks (see clone-store.h). m->ns_lock held. */
+ * stored disks (see clone-store.h), and *GONE gets the clone's info.
+ * m->ns_lock held. */
 static int unlink_disk_name(VcfMount *m, const char *source, const char *clone,
-                            const char *name, char **why)
+                            const char *name, char **why, VcfCloneInfo **gone)
 {
     int err = 0;
     g_autoptr(VcfCloneInfo) info = clone_at_rest(m, source, clone, "rm", &err, why);
     if (info == NULL)
         return err;
+    g_autofree char *dir = g_strdup_printf("%s/%s/%s", CLONES_DIR, source, clone);
+    g_autofree char *path = g_strdup_printf("%s/%s", dir, name);
     GError *error = NULL;
     gboolean last = FALSE;
     if (!vcf_clone_unlink_name(info, name, &last, &error)) {
+        at_rest_done(m, clone, NULL, FALSE, FALSE);
         *why = g_strdup_printf("rm clones/%s/%s/%s: %s", source, clone, name, error->message);
         err = vcf_error_errno(error);
         g_error_free(error);
         return err;
     }
     if (last) {
-        if (!take_away(m, clone, vcf_clone_drop_disks, &error)) {
+        gboolean ok = take_away(m, clone, vcf_clone_drop_disks, &error);
+        /* The name is gone either way; with the drop, every disk name. */
+        at_rest_done(m, clone, ok ? dir : path, !ok, TRUE);
+        if (!ok) {
             *why = g_strdup_printf("rm clones/%s/%s/%s: freeing the clone's disks: %s",
                                    source, clone, name, error->message);
             g_error_free(error);
             return EIO;
         }
         g_message("clone %s: its last disk file is gone, and its stored disks with it", clone);
-        release_base_logged(m, info);
+        *gone = g_steal_pointer(&info);
         return 0;
     }
     g_mutex_lock(&m->lock);
@@ -322,6 +358,7 @@ static int unlink_disk_name(VcfMount *m, const char *source, const char *clone,
         oc->info = g_steal_pointer(&info);
     }
     g_mutex_unlock(&m->lock);
+    at_rest_done(m, clone, path, TRUE, TRUE);
     return 0;
 }
 
@@ -329,19 +366,31 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     VcfMount *m = VCF_MOUNT(req);
     g_autofree char *why = NULL;
+    g_autoptr(VcfCloneInfo) gone = NULL;
     int err = 0;
-    g_mutex_lock(&m->ns_lock);
-    g_mutex_lock(&m->lock);
-    Node *p = node_get(&m->nodes, parent);
     guint index;
     gboolean flat;
+    /* A disk name may be a clone's last: its snapshot may be taken back,
+     * which must not race a write into its VM (as mkdir). Other names are
+     * plain unlinks, which need not stop writers. */
+    g_mutex_lock(&m->lock);
+    Node *p = node_get(&m->nodes, parent);
+    gboolean disk = p != NULL && p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat);
+    g_mutex_unlock(&m->lock);
+    if (disk)
+        g_rw_lock_writer_lock(&m->pass_writes);
+    g_mutex_lock(&m->ns_lock);
+    g_mutex_lock(&m->lock);
+    p = node_get(&m->nodes, parent);
     if (p == NULL) {
         err = ENOENT;
-    } else if (p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat)) {
+    } else if (disk && p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat)) {
         g_autofree char *source = g_strdup(p->source);
         g_autofree char *clone = g_strdup(p->clone);
         g_mutex_unlock(&m->lock);
-        err = unlink_disk_name(m, source, clone, name, &why);
+        err = unlink_disk_name(m, source, clone, name, &why, &gone);
+        if (gone != NULL)
+            release_base_logged(m, gone);
         g_mutex_lock(&m->lock);
     } else if (p->kind == NODE_ROOT || p->kind == NODE_PASS || p->kind == NODE_CLONE) {
         g_autofree char *real = g_build_filename(p->real, name, NULL);
@@ -355,11 +404,12 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
             why = g_strdup_printf("rm %s/%s: linked clone %s reads this file", p->path, name, who);
         } else if (info != NULL && vcf_clone_hides(info, name)) {
             err = ENOENT;
-        } else if (info != NULL && vcf_clone_is_config(info, name) && oc && oc->handles > 0) {
+        } else if (info != NULL && vcf_clone_is_config(info, name)
+                   && ((oc && oc->handles > 0) || g_hash_table_contains(m->closing, p->clone))) {
             /* rm -r of a clone in use must fail before it loses its config. */
             err = EBUSY;
-            why = g_strdup_printf("rm %s/%s: the clone's disk is open (%u handles); its "
-                                  "config stays while it runs", p->path, name, oc->handles);
+            why = g_strdup_printf("rm %s/%s: the clone's disk is open; its config stays while "
+                                  "it runs", p->path, name);
         } else if (unlink(real) < 0) {
             err = errno;
         }
@@ -368,19 +418,37 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     g_mutex_unlock(&m->lock);
     g_mutex_unlock(&m->ns_lock);
+    if (disk)
+        g_rw_lock_writer_unlock(&m->pass_writes);
     reply_errno(req, err, why);
+}
+
+/* Names the kernel may still hold in a renamed clone's folder: its old
+ * disk names. Dropped from its cache once the rename is answered. */
+typedef struct {
+    fuse_ino_t dir;
+    GPtrArray *names;
+} Stale;
+
+static void stale_forget(VcfMount *m, Stale *st)
+{
+    for (guint i = 0; st->names != NULL && i < st->names->len; i++) {
+        const char *n = st->names->pdata[i];
+        /* Not while the rename is in flight: the kernel holds its folders. */
+        fuse_lowlevel_notify_inval_entry(m->se, st->dir, n, strlen(n));
+    }
+    g_clear_pointer(&st->names, g_ptr_array_unref);
 }
 
 /* mv clones/SRC/FROM clones/SRC/TO. m->ns_lock held. */
 static int rename_clone(VcfMount *m, const char *source, const char *from, const char *to,
-                        char **why)
+                        char **why, Stale *stale)
 {
     int err = 0;
     g_autoptr(VcfCloneInfo) info = clone_at_rest(m, source, from, "mv", &err, why);
     if (info == NULL)
         return err;
     g_mutex_lock(&m->lock);
-    g_hash_table_add(m->closing, g_strdup(from));
     OpenClone *oc = open_clone_steal(m, from);
     g_mutex_unlock(&m->lock);
     GError *error = NULL;
@@ -393,17 +461,29 @@ static int rename_clone(VcfMount *m, const char *source, const char *from, const
         oc->clone = NULL;
         open_clone_discard(oc);
     }
-    gboolean ok = vcf_clone_rename(m->lib, from, to, &error);
-    g_mutex_lock(&m->lock);
-    g_hash_table_remove(m->closing, from);
+    g_autofree char *warning = NULL;
+    gboolean ok = vcf_clone_rename(m->lib, from, to, &warning, &error);
+    g_autofree char *mf = g_strdup_printf("%s/%s/%s", CLONES_DIR, source, from);
     if (ok) {
-        g_autofree char *mf = g_strdup_printf("%s/%s/%s", CLONES_DIR, source, from);
         g_autofree char *mt = g_strdup_printf("%s/%s/%s", CLONES_DIR, source, to);
         g_autofree char *rf = g_build_filename(vcf_library_store_root(m->lib), from, NULL);
         g_autofree char *rt = g_build_filename(vcf_library_store_root(m->lib), to, NULL);
+        g_mutex_lock(&m->lock);
+        Node *c = g_hash_table_lookup(m->nodes.by_path, mf);
+        if (c != NULL && m->se != NULL) {
+            stale->dir = c->ino;
+            stale->names = g_ptr_array_new_with_free_func(g_free);
+            for (guint i = 0; i < info->stems->len; i++) {
+                g_ptr_array_add(stale->names, g_strconcat(info->stems->pdata[i], ".vmdk", NULL));
+                g_ptr_array_add(stale->names, g_strconcat(info->stems->pdata[i], "-flat.vmdk", NULL));
+            }
+        }
         node_move_clone(&m->nodes, mf, mt, rf, rt, to);
+        g_mutex_unlock(&m->lock);
     }
-    g_mutex_unlock(&m->lock);
+    at_rest_done(m, from, NULL, FALSE, FALSE);
+    if (warning != NULL)
+        g_warning("mv clones/%s/%s to %s: %s", source, from, to, warning);
     const char *now = ok ? to : from;
     GError *local = NULL;
     if (open_clone_now(m, now, &local) == NULL) {
@@ -426,6 +506,7 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     VcfMount *m = VCF_MOUNT(req);
     g_autofree char *why = NULL;
     int err = 0;
+    Stale stale = { 0 };
     g_mutex_lock(&m->ns_lock);
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
@@ -454,7 +535,7 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
         } else {
             g_autofree char *source = g_strdup(p->source);
             g_mutex_unlock(&m->lock);
-            err = rename_clone(m, source, name, newname, &why);
+            err = rename_clone(m, source, name, newname, &why, &stale);
             g_mutex_lock(&m->lock);
         }
     } else if ((p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat))
@@ -487,6 +568,7 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     g_mutex_unlock(&m->lock);
     g_mutex_unlock(&m->ns_lock);
     reply_errno(req, err, why);
+    stale_forget(m, &stale);
 }
 
 void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)

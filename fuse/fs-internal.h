@@ -33,8 +33,12 @@ void open_clone_discard(OpenClone *oc);
 /* What clone.ini says of NAME: the open clone's copy, else read now into
  * *OWNED (which the caller frees). NULL if there is no such clone. m->lock held. */
 const VcfCloneInfo *clone_info_locked(VcfMount *m, const char *name, VcfCloneInfo **owned);
-/* Takes back the clone's base snapshot if nothing needs it; logs what it did. */
+/* Takes back the clone's base snapshot if nothing needs it; logs what it
+ * did. m->pass_writes held for writing and m->ns_lock held. */
 void release_base_logged(VcfMount *m, const VcfCloneInfo *info);
+/* TRUE if a passed-through file inside folder DIR is open for writing.
+ * m->lock held. */
+gboolean open_for_writing_under(VcfMount *m, const char *dir);
 /* Name of the clone whose parents read REAL (or something under it), or NULL. m->lock held. */
 const char *protected_by(VcfMount *m, const char *real);
 /* Name of the clone whose parents include the file open as FD (or with

@@ -71,6 +71,23 @@ static void handle_keep(VcfMount *m, Handle *h)
     g_mutex_unlock(&m->lock);
 }
 
+gboolean open_for_writing_under(VcfMount *m, const char *dir)
+{
+    g_autofree char *real = realpath(dir, NULL);
+    const char *d = real ? real : dir;
+    gsize n = strlen(d);
+    GHashTableIter it;
+    gpointer k;
+    g_hash_table_iter_init(&it, m->open_files);
+    while (g_hash_table_iter_next(&it, &k, NULL)) {
+        const Handle *h = k;
+        if (h->kind == NODE_PASS && h->real != NULL && strncmp(h->real, d, n) == 0
+            && h->real[n] == '/')
+            return TRUE;
+    }
+    return FALSE;
+}
+
 void open_files_free_all(VcfMount *m)
 {
     /* Releases the kernel sends after close may still be on their way when
@@ -131,10 +148,20 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     GError *error = NULL;
     int err = 0;
     gboolean immutable = FALSE;
+    /* A snapshot being taken back must not lose a write to its delta: no
+     * file is opened for writing meanwhile (see release_base_logged). */
+    gboolean writer = wants_write(fi->flags);
+    if (writer)
+        g_rw_lock_reader_lock(&m->pass_writes);
     g_mutex_lock(&m->lock);
     Node *n = node_get(&m->nodes, ino);
-    if (n == NULL) {
+    if (n == NULL || n->kind == NODE_GONE) {
         err = ENOENT;
+    } else if ((n->kind == NODE_FLAT || n->kind == NODE_DESC)
+               && g_hash_table_contains(m->closing, n->clone)) {
+        /* rmdir, rm or mv is taking this clone away right now. */
+        err = EBUSY;
+        why = g_strdup_printf("open %s: the clone is being deleted or renamed", n->path);
     } else if (n->kind == NODE_PASS) {
         const char *who = protected_by(m, n->real);
         if (who != NULL && wants_write(fi->flags)) {
@@ -192,8 +219,10 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         handle_free(h);
         reply_errno(req, err, why);
     } else {
-        reply_handle(req, m, fi, h, immutable);
+        reply_handle(req, m, fi, h, immutable);   /* in open_files before the unlock */
     }
+    if (writer)
+        g_rw_lock_reader_unlock(&m->pass_writes);
 }
 
 void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -202,6 +231,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     VcfMount *m = VCF_MOUNT(req);
     g_autofree char *why = NULL;
     int err = 0;
+    g_rw_lock_reader_lock(&m->pass_writes);   /* as fs_open for writing */
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
     g_autofree char *real = NULL;
@@ -244,6 +274,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
             reply_gerror(req, error);
         else
             reply_errno(req, err, why);
+        g_rw_lock_reader_unlock(&m->pass_writes);
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
@@ -254,6 +285,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
         node_forget(&m->nodes, e.ino, 1);   /* the kernel never got the entry */
         g_mutex_unlock(&m->lock);
     }
+    g_rw_lock_reader_unlock(&m->pass_writes);
 }
 
 static void reply_disk_error(fuse_req_t req, Handle *h, GError *error)

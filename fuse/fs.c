@@ -181,6 +181,8 @@ gboolean node_stat(VcfMount *m, const Node *n, struct stat *st, GError **error)
         st->st_mode = S_IFDIR | 0755;
         st->st_nlink = 2;
         break;
+    case NODE_GONE:
+        return no_entry(error, n->path);
     case NODE_DESC:
     case NODE_FLAT: {
         OpenClone *oc = open_clone_locked(m, n->clone, error);
@@ -304,6 +306,8 @@ static int apply_setattr(VcfMount *m, const Node *n, struct stat *attr, int to_s
             return EPERM;
         return 0;    /* times: accepted, not kept (the store's times show) */
     }
+    if (n->kind == NODE_GONE)
+        return ENOENT;
     if (n->real == NULL || n->kind != NODE_PASS)
         return to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW
                           | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME) ? EPERM : 0;

@@ -39,6 +39,7 @@ typedef struct {
      * and its protection. Taken before lock. */
     GRWLock pass_writes;
 
+    struct fuse_session *se; /* set once, before serving: for cache invalidations */
     GThread *syncer;       /* syncs open disks every few seconds */
     GMutex sync_lock;
     GCond sync_cond;

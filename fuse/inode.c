@@ -129,21 +129,31 @@ void node_move(NodeTable *t, const char *from, const char *to,
     g_ptr_array_unref(moved);
 }
 
-void node_move_clone(NodeTable *t, const char *from, const char *to,
-                     const char *real_from, const char *real_to, const char *clone)
+void node_mark_gone(NodeTable *t, const char *path, gboolean self, gboolean disks_only)
 {
-    /* Disk nodes under it name the old stems: they live on under no path
-     * (what the kernel still holds of them says ENOENT), and a lookup of
-     * the new names makes new ones. */
+    gsize n_len = strlen(path);
     GHashTableIter it;
     gpointer v;
     g_hash_table_iter_init(&it, t->by_ino);
     while (g_hash_table_iter_next(&it, NULL, &v)) {
         Node *n = v;
-        if ((n->kind == NODE_DESC || n->kind == NODE_FLAT) && under(n->path, from)
-            && g_hash_table_lookup(t->by_path, n->path) == n)
+        if (n->ino == FUSE_ROOT_ID || !under(n->path, path) || (!self && n->path[n_len] == '\0'))
+            continue;
+        if (disks_only && n->kind != NODE_DESC && n->kind != NODE_FLAT)
+            continue;
+        if (g_hash_table_lookup(t->by_path, n->path) == n)
             g_hash_table_remove(t->by_path, n->path);
+        n->kind = NODE_GONE;
     }
+}
+
+void node_move_clone(NodeTable *t, const char *from, const char *to,
+                     const char *real_from, const char *real_to, const char *clone)
+{
+    /* Disk nodes under it name the old stems: they are gone (what the
+     * kernel still holds of them says ENOENT, and cannot reach a new clone
+     * of the old name); a lookup of the new names makes new ones. */
+    node_mark_gone(t, from, FALSE, TRUE);
     node_move(t, from, to, real_from, real_to);
     Node *c = g_hash_table_lookup(t->by_path, to);
     if (c != NULL && c->kind == NODE_CLONE) {

@@ -22,6 +22,8 @@ typedef enum {
     NODE_DESC,      /* clones/SRC/NAME/STEM.vmdk: flat descriptor, generated */
     NODE_FLAT,      /* clones/SRC/NAME/STEM-flat.vmdk: the served disk */
     NODE_PASS,      /* anything else: a file or folder passed through */
+    NODE_GONE,      /* what a deleted or renamed clone left in the kernel's
+                     * cache: ENOENT, never another clone's file of that name */
 } NodeKind;
 
 typedef struct {
@@ -54,6 +56,9 @@ void node_forget(NodeTable *t, fuse_ino_t ino, guint64 n);
  * backing paths changed the same way. */
 void node_move(NodeTable *t, const char *from, const char *to,
                const char *real_from, const char *real_to);
+/* Turns the nodes under PATH (and PATH itself if SELF; only disk nodes if
+ * DISKS_ONLY) into NODE_GONE, taken off their paths. */
+void node_mark_gone(NodeTable *t, const char *path, gboolean self, gboolean disks_only);
 /* The same for a renamed clone folder, which also takes clone name CLONE;
  * its disk nodes (named after the old name) are dropped from the paths. */
 void node_move_clone(NodeTable *t, const char *from, const char *to,

@@ -207,6 +207,7 @@ int main(int argc, char **argv)
     se = fuse_session_new(&args, &vcf_fs_ops, sizeof vcf_fs_ops, &m);
     if (se == NULL)
         goto out_mount;
+    m.se = se;
     if (fuse_set_signal_handlers(se) != 0)
         goto out_session;
     if (fuse_session_mount(se, cmd.mountpoint) != 0)

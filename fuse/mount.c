@@ -198,7 +198,15 @@ void release_base_logged(VcfMount *m, const VcfCloneInfo *info)
         return;
     g_autofree char *why = NULL;
     GError *error = NULL;
-    if (vcf_base_release(m->lib, info->vm, info->base_uid, &why, &error))
+    g_autofree char *vm_dir = g_build_filename(m->root, info->vm, NULL);
+    g_mutex_lock(&m->lock);
+    /* A write through a handle opened earlier would land in the delta we
+     * are about to remove: the next mount tries again instead. */
+    gboolean busy = open_for_writing_under(m, vm_dir);
+    g_mutex_unlock(&m->lock);
+    if (busy)
+        why = g_strdup_printf("a file of VM %s is open for writing", info->vm);
+    else if (vcf_base_release(m->lib, info->vm, info->base_uid, &why, &error))
         g_message("took back snapshot \"%s\" of %s: its last clone is gone and the VM has "
                   "not changed since", info->base_snapshot, info->vm);
     else if (error != NULL) {

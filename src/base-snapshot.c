@@ -251,8 +251,14 @@ static gboolean restore_or_edit(const char *path, GKeyFile *kf, const char *befo
 {
     g_autofree char *after = g_key_file_get_string(kf, GROUP, after_key, NULL);
     g_autofree char *now = file_hash(path);
+    g_autoptr(GBytes) before = record_bytes(kf, before_key);
+    g_autofree char *was = before ? g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, before)
+                                  : g_strdup("none");
+    /* Already as it was: a take-back cut short after this file, or a take
+     * cut short before it. */
+    if (g_str_equal(was, now))
+        return TRUE;
     if (after != NULL && g_str_equal(after, now)) {
-        g_autoptr(GBytes) before = record_bytes(kf, before_key);
         if (before == NULL)
             return (g_unlink(path) == 0 || errno == ENOENT) && vcf_fsync_dir(path, error);
         gsize len;
@@ -350,8 +356,9 @@ gboolean vcf_base_release(VcfLibrary *lib, const char *vm_name, const char *uid,
     g_autofree char *stem = g_strndup(vm->vmx_path, strlen(vm->vmx_path) - 4);
     g_autofree char *vmsd = g_strconcat(stem, ".vmsd", NULL);
     /* As the undo of a take: the .vmsd stops naming it first. */
-    g_autoptr(VcfVmx) sd = vmsd_without(vmsd, uid, s ? s->parent_uid : NULL, error);
-    if (sd == NULL && error != NULL && *error != NULL)
+    /* Not listed any more (a take-back cut short): the .vmsd stays as is. */
+    g_autoptr(VcfVmx) sd = s ? vmsd_without(vmsd, uid, s->parent_uid, error) : NULL;
+    if (s != NULL && sd == NULL && error != NULL && *error != NULL)
         return FALSE;
     if (!restore_or_edit(vmsd, kf, "vmsd-before", "vmsd-after", sd, error))
         return FALSE;

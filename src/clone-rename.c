@@ -181,7 +181,31 @@ static void undo(GPtrArray *made)
         g_unlink(g_ptr_array_index(made, i - 1));
 }
 
-gboolean vcf_clone_rename(VcfLibrary *lib, const char *from, const char *to, GError **error)
+/* The new names must be free in the folder before clone.ini.next claims
+ * them: a rollback removes what it names. */
+static gboolean new_names_free(const VcfCloneInfo *info, const char *to, GError **error)
+{
+    static const char *const suffixes[] = { ".vmdk", ".vmdk.xxh" };
+    for (guint i = 0; i < info->stems->len; i++) {
+        g_autofree char *stem = vcf_disk_stem(to, i);
+        for (guint j = 0; j < G_N_ELEMENTS(suffixes); j++) {
+            g_autofree char *p = in_dir(info->dir, stem, suffixes[j]);
+            if (g_file_test(p, G_FILE_TEST_EXISTS)) {
+                g_set_error(error, VCF_ERROR, EEXIST, "%s is in the clone folder already", p);
+                return FALSE;
+            }
+        }
+    }
+    g_autofree char *vmx = in_dir(info->dir, to, ".vmx");
+    if (g_file_test(vmx, G_FILE_TEST_EXISTS)) {
+        g_set_error(error, VCF_ERROR, EEXIST, "%s is in the clone folder already", vmx);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean vcf_clone_rename(VcfLibrary *lib, const char *from, const char *to, char **warning,
+                          GError **error)
 {
     g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, from, error);
     if (info == NULL || !vcf_clone_check_new_name(lib, to, error))
@@ -193,7 +217,9 @@ gboolean vcf_clone_rename(VcfLibrary *lib, const char *from, const char *to, GEr
         return FALSE;
     }
     g_autoptr(GPtrArray) made = g_ptr_array_new_with_free_func(g_free);
-    gboolean ok = TRUE;
+    /* clone.ini.next first, durable: from then on a crash is undone by
+     * vcf_clone_rename_recover, which removes what it names. */
+    gboolean ok = new_names_free(info, to, error) && write_next_ini(info, to, made, error);
     for (guint i = 0; ok && i < info->stems->len; i++) {
         const char *stem = g_ptr_array_index(info->stems, i);
         g_autofree char *new_stem = vcf_disk_stem(to, i);
@@ -204,7 +230,7 @@ gboolean vcf_clone_rename(VcfLibrary *lib, const char *from, const char *to, GEr
         ok = link_new(a, b, made, error) && link_new(sa, sb, made, error);
     }
     ok = ok && carry_markers(info, to, made, error) && write_new_vmx(info, to, made, error)
-         && write_next_ini(info, to, made, error) && vcf_fsync_dir(info->dir, error);
+         && vcf_fsync_dir(info->dir, error);
     g_autofree char *dest = g_build_filename(vcf_library_store_root(lib), to, NULL);
     if (ok && g_rename(info->dir, dest) < 0) {
         int e = errno;
@@ -216,16 +242,20 @@ gboolean vcf_clone_rename(VcfLibrary *lib, const char *from, const char *to, GEr
         undo(made);
         return FALSE;
     }
-    /* Committed: from here on a failure is finished by the next mount. */
-    if (!vcf_fsync_dir(vcf_library_store_root(lib), error))
-        return FALSE;
+    /* Committed: the clone has its new name whatever fails now; the clone
+     * loads by clone.ini.next until finished, here or at the next mount. */
+    GError *late = NULL;
     g_autofree char *next = in_dir(dest, VCF_CLONE_INI_NEXT, "");
     g_autoptr(GKeyFile) kf = g_key_file_new();
-    if (!g_key_file_load_from_file(kf, next, G_KEY_FILE_KEEP_COMMENTS, NULL)) {
-        g_set_error(error, VCF_ERROR, EIO, "%s: unreadable after the rename", next);
-        return FALSE;
+    if (!vcf_fsync_dir(vcf_library_store_root(lib), &late)
+        || !g_key_file_load_from_file(kf, next, G_KEY_FILE_KEEP_COMMENTS, &late)
+        || !finish(dest, kf, &late)) {
+        if (warning != NULL)
+            *warning = g_strdup_printf("renamed, but not yet tidied (the next mount finishes): %s",
+                                   late->message);
+        g_error_free(late);
     }
-    return finish(dest, kf, error);
+    return TRUE;
 }
 
 gboolean vcf_clone_rename_recover(VcfLibrary *lib, const char *name, gboolean *fixed,

@@ -12,8 +12,10 @@
 #include "library.h"
 
 /* Renames clone FROM to TO (a new name: EINVAL if bad, EEXIST if taken).
- * The clone's disks must be closed. */
-gboolean vcf_clone_rename(VcfLibrary *lib, const char *from, const char *to, GError **error);
+ * The clone's disks must be closed. FALSE means nothing changed; TRUE
+ * with *WARNING means renamed, with tidying left for the next mount. */
+gboolean vcf_clone_rename(VcfLibrary *lib, const char *from, const char *to, char **warning,
+                          GError **error);
 /* Finishes or undoes an interrupted rename of store folder NAME; sets
  * *FIXED if there was one. */
 gboolean vcf_clone_rename_recover(VcfLibrary *lib, const char *name, gboolean *fixed,

@@ -26,6 +26,7 @@ void vcf_clone_info_free(VcfCloneInfo *info)
     g_free(info->dir);
     g_clear_pointer(&info->stems, g_ptr_array_unref);
     g_clear_pointer(&info->unlinked, g_hash_table_unref);
+    g_clear_pointer(&info->old_stems, g_ptr_array_unref);
     g_free(info);
 }
 
@@ -82,6 +83,22 @@ VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **er
     info->vm = g_key_file_get_string(kf, INI_GROUP, "vm", NULL);
     if (info->vm == NULL && info->source != NULL)   /* written before "vm" was */
         info->vm = g_strndup(info->source, strcspn(info->source, "@"));
+    /* A rename committed (the folder has the new name) but not tidied yet:
+     * clone.ini.next holds the stems the folder's name goes with. */
+    g_autofree char *next = g_build_filename(info->dir, VCF_CLONE_INI_NEXT, NULL);
+    g_autoptr(GKeyFile) nkf = g_key_file_new();
+    g_autofree char *to = NULL;
+    if (g_key_file_load_from_file(nkf, next, G_KEY_FILE_NONE, NULL)
+        && (to = g_key_file_get_string(nkf, INI_GROUP, "renaming-to", NULL)) != NULL
+        && g_str_equal(to, name)) {
+        gsize n_old = 0;
+        g_auto(GStrv) old = g_key_file_get_string_list(kf, INI_GROUP, "disks", &n_old, NULL);
+        info->old_stems = g_ptr_array_new_with_free_func(g_free);
+        for (gsize i = 0; i < n_old; i++)
+            g_ptr_array_add(info->old_stems, g_strdup(old[i]));
+        g_key_file_free(g_steal_pointer(&kf));
+        kf = g_steal_pointer(&nkf);
+    }
     gsize n = 0;
     g_auto(GStrv) stems = g_key_file_get_string_list(kf, INI_GROUP, "disks", &n, NULL);
     if (info->source == NULL || !g_key_file_has_key(kf, INI_GROUP, "disks", NULL)) {
@@ -144,8 +161,10 @@ gboolean vcf_clone_check_new_name(VcfLibrary *lib, const char *name, GError **er
 
 gboolean vcf_clone_reserved_name(const char *name)
 {
+    /* ".clone.ini.XXXXXX": what a crash leaves of an atomic rewrite. */
     return g_str_equal(name, VCF_CLONE_INI) || g_str_equal(name, VCF_CLONE_INI_NEXT)
-        || g_str_has_suffix(name, ".xxh") || g_str_has_prefix(name, ".vcf-");
+        || g_str_has_prefix(name, "." VCF_CLONE_INI) || g_str_has_suffix(name, ".xxh")
+        || g_str_has_prefix(name, ".vcf-");
 }
 
 gboolean vcf_clone_disk_name(const VcfCloneInfo *info, const char *name, guint *index,
@@ -182,7 +201,8 @@ static gboolean is_disk_file(GPtrArray *stems, const char *name)
 
 gboolean vcf_clone_hides(const VcfCloneInfo *info, const char *name)
 {
-    return vcf_clone_reserved_name(name) || is_disk_file(info->stems, name);
+    return vcf_clone_reserved_name(name) || is_disk_file(info->stems, name)
+        || (info->old_stems != NULL && is_disk_file(info->old_stems, name));
 }
 
 gboolean vcf_clone_is_config(const VcfCloneInfo *info, const char *name)
@@ -307,13 +327,26 @@ gboolean vcf_clone_delete(VcfLibrary *lib, const char *name, GError **error)
                     g_strerror(e));
         return FALSE;
     }
-    /* Out of sight now; what a crash leaves the next mount removes. */
-    GError *local = NULL;
-    if (!vcf_remove_tree(gone, &local)) {
-        g_propagate_prefixed_error(error, local, "clone %s is gone, but: ", name);
-        return FALSE;
+    /* Gone from here on, whatever fails: what is left of it the next
+     * mount removes (vcf_clone_recover). */
+    vcf_remove_tree(gone, NULL);
+    vcf_fsync_dir(root, NULL);
+    return TRUE;
+}
+
+/* What a crash leaves of an atomic rewrite of clone.ini or clone.ini.next. */
+static void remove_temporaries(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *e;
+    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
+        if (g_str_has_prefix(e, "." VCF_CLONE_INI ".")) {
+            g_autofree char *p = g_build_filename(dir, e, NULL);
+            g_unlink(p);
+        }
     }
-    return vcf_fsync_dir(root, error);
+    if (d != NULL)
+        g_dir_close(d);
 }
 
 guint vcf_clone_recover(VcfLibrary *lib, GPtrArray *problems)
@@ -330,6 +363,7 @@ guint vcf_clone_recover(VcfLibrary *lib, GPtrArray *problems)
             ok = vcf_remove_tree(p, &error);
             fixed = TRUE;
         } else if (e[0] != '.') {
+            remove_temporaries(p);
             ok = vcf_clone_rename_recover(lib, e, &fixed, &error);
             if (ok) {
                 g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, e, NULL);

@@ -27,6 +27,8 @@ typedef struct {
     GPtrArray *stems;      /* char*: "NAME", "NAME_1", ... one per disk */
     GHashTable *unlinked;  /* shown disk file names removed with rm */
     gboolean disks_gone;   /* every disk name removed: the clone serves no disk */
+    GPtrArray *old_stems;  /* a committed rename not yet tidied: the old stems,
+                            * whose files stay hidden until they go */
 } VcfCloneInfo;
 
 VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **error);

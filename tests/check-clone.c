@@ -203,7 +203,7 @@ START_TEST(rename_moves_everything)
 {
     GError *error = NULL;
     ck_assert(vcf_clone_create(lib, "TwoDisks", "a", NULL));
-    ck_assert_msg(vcf_clone_rename(lib, "a", "b", &error), "%s", error ? error->message : "");
+    ck_assert_msg(vcf_clone_rename(lib, "a", "b", NULL, &error), "%s", error ? error->message : "");
     ck_assert(!store_has("a", "clone.ini"));
     const char *want[] = { "b.vmdk", "b.vmdk.xxh", "b_1.vmdk", "b_1.vmdk.xxh", "b.vmx", "clone.ini" };
     for (guint i = 0; i < G_N_ELEMENTS(want); i++)
@@ -223,10 +223,10 @@ START_TEST(rename_moves_everything)
     ck_assert(vcf_clone_close(c, NULL));
     /* Refused, changing nothing. */
     ck_assert(vcf_clone_create(lib, "Ubuntu", "u", NULL));
-    ck_assert(!vcf_clone_rename(lib, "b", "u", &error));
+    ck_assert(!vcf_clone_rename(lib, "b", "u", NULL, &error));
     ck_assert_int_eq(error->code, EEXIST);
     g_clear_error(&error);
-    ck_assert(!vcf_clone_rename(lib, "b", "x/y", &error));
+    ck_assert(!vcf_clone_rename(lib, "b", "x/y", NULL, &error));
     ck_assert_int_eq(error->code, EINVAL);
     g_clear_error(&error);
     ck_assert(store_has("b", "b.vmdk") && !store_has("b", "u.vmdk"));

@@ -106,6 +106,18 @@ mount_lib
 same_bytes "$W/web1-flat.vmdk" "$T/d0.model" "disk 0 after remount"
 same_bytes "$W/web1_1-flat.vmdk" "$T/d1.model" "disk 1 after remount"
 
+# ---- a disk name the kernel still caches from before a rename never
+# reaches a new clone of the old name
+mkdir "$C/a" || fail "mkdir a"
+stat "$C/a/a-flat.vmdk" >/dev/null
+mv "$C/a" "$C/b" || fail "mv a b"
+mkdir "$C/a" || fail "mkdir a again"
+perl -e 'open(my $fh, "+<", $ARGV[0]) or exit 1; sysseek($fh, 65536, 0); syswrite($fh, "Q" x 65536)' \
+    "$C/b/a-flat.vmdk" 2>/dev/null && fail "a write through b's old disk name succeeded"
+same_bytes "$C/a/a-flat.vmdk" "$T/two0.raw" "the new clone a after a write to b's old name"
+same_bytes "$C/b/b-flat.vmdk" "$T/two0.raw" "clone b after a write to its old name"
+rmdir "$C/a" "$C/b" || fail "rmdir a b"
+
 # ---- a rename, and back, and a delete
 mv "$W" "$C/web2" || fail "second rename"
 mv "$C/web2" "$C/web1" || fail "rename back"

@@ -49,6 +49,16 @@ mkdir "$C/Chain/c1" "$C/Chain/c2" || fail "mkdir c1 c2"
 rmdir "$C/Chain/c1" "$C/Chain/c2" || fail "rmdir c1 c2"
 same_tree "$chain_before" "$LIB/Chain" "Chain after its clones went"
 
+# ---- a take-back cut short after the .vmsd (a crash): the next mount
+# finishes it, and keeps the .vmsd as it was
+cp "$LIB/Chain/Chain.vmsd" "$T/chain.vmsd"
+mkdir "$C/Chain/c3" || fail "mkdir c3"
+crash_daemon
+rm -rf "${STORE:?}/c3"
+cp "$T/chain.vmsd" "$LIB/Chain/Chain.vmsd"
+mount_lib
+same_tree "$chain_before" "$LIB/Chain" "Chain after a take-back cut short"
+
 # ---- a VM that wrote since keeps the snapshot
 mkdir "$C/Ubuntu/w1" || fail "mkdir w1"
 qemu-io -c "write -P 0x5a 0 64k" "$MNT/Ubuntu/Ubuntu-000001.vmdk" >/dev/null || fail "the VM writes"
