@@ -9,7 +9,7 @@ packages=(
     # run
     fuse3
     # tests, the sample library and the benchmark
-    qemu-utils qemu-system-common libvmdk-utils fio attr
+    qemu-utils qemu-system-common libvmdk-utils fio attr python3
     fdisk e2fsprogs util-linux
 )
 missing=()
