@@ -12,8 +12,9 @@
  *   W  write of b bytes at offset a of path1
  *   T  truncation of path1 to a bytes
  *   C  creation of path1 (open with O_CREAT); a = 1 if it also truncated
- *   S  fsync/fdatasync of path1 returned 0; start = how many records the
- *      log held when the call began (only those are covered by it)
+ *   S  fsync/fdatasync of path1 returned 0; start = how many records this
+ *      process had logged (after its P) when the call began: only those
+ *      are covered by it
  *   R  rename of path1 to path2 (a = renameat2 flags)
  *   U  unlink of path1;  D  rmdir of path1;  K  mkdir of path1
  *   P  a process started recording (a = its pid); its S records count

@@ -34,13 +34,21 @@ for f in "$SHIM" "$REPLAY" "$CHECK"; do
 done
 G=65536
 MAX_CUTS=${VCF_POWERCUT_CUTS:-40}
-SEEDS="0 1 2"
+SEEDS="0 1 2"   # all lost, a random subset kept, the newest kept (see powercut-replay.c)
 RECLOG=$T/io.log
 RANDOM=${VCF_POWERCUT_SEED:-8}   # the workload is the same every run
 
 make_library --size 16
+# A parent of random bytes everywhere: a grain whose table entry reached the
+# disk before its data then reads as zeros, which no version of it holds (on
+# the sample's mostly empty disk those zeros would pass for the parent's).
+head -c $((4 << 20)) /dev/urandom >"$T/random.raw"
+rm "$LIB/Ubuntu/Ubuntu.vmdk"
+qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse,adapter_type=lsilogic \
+    "$T/random.raw" "$LIB/Ubuntu/Ubuntu.vmdk"
 cp -a "$LIB" "$T/pre"                 # the library before the workload
 raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/parent.raw"
+same_bytes "$T/parent.raw" "$T/random.raw" "qemu-img's reading of the random parent"
 SIZE=$(stat -c %s "$T/parent.raw")
 N_GRAINS=$((SIZE / G))
 

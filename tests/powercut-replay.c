@@ -5,7 +5,8 @@
  *       prints up to MAX cut points, one a line: the record count N such
  *       that the cut falls after the first N records. Candidates are the
  *       moments just before each barrier returned (the most writes are in
- *       flight then) and the end of the log; MAX of them, evenly spread.
+ *       flight then) with some write in flight, and the end of the log; MAX
+ *       of them, evenly spread.
  *   powercut-replay build LOG DIR CUT SEED
  *       applies the first CUT records to DIR (a copy of the recorded folder
  *       as it was before the workload) and prints the text of each marker
@@ -15,12 +16,15 @@
  *   - A write to file F is on disk if F had an fsync/fdatasync that began
  *     after the write was logged and returned before the cut. F is a file,
  *     not a name: renames (of F or of a folder above it) are followed.
- *   - Any other write is in flight: with SEED 0 every one is lost; with
- *     another seed each is kept or lost at random (seeded by SEED and CUT).
- *     Which of them reach the disk, not in what order, decides what is
- *     there, so this covers every order the disk may write them in; where
- *     two kept writes overlap, the later one wins, as it would from the
- *     page cache. A write is kept or lost whole (no torn writes): the store
+ *   - Any other write is in flight: with SEED 0 every one is lost (the
+ *     disk wrote nothing since the barriers); with an odd seed each is kept
+ *     or lost at random; with an even one, per file, a random number of the
+ *     oldest are lost and the rest kept (the disk wrote the newest first:
+ *     the order that hurts a store that writes pointers after data). The
+ *     choices are seeded by SEED and CUT. Which writes reach the disk, not
+ *     in what order, decides what is there, so subsets cover every order
+ *     the disk may write them in; where two kept writes overlap, the later
+ *     one wins, as it would from the page cache. A write is kept or lost whole (no torn writes): the store
  *     never relies on one write being atomic, and tearing would blur what
  *     the checker can say about a grain. In particular a table write is
  *     kept while the grain data written before it (with no barrier
@@ -209,6 +213,24 @@ static GArray *resolve(GArray *recs, guint cut)
     return durable;
 }
 
+/* Whether a barrier before the cut covers write R. */
+static gboolean is_durable(const Rec *r, GArray *durable)
+{
+    return (guint)r->file < durable->len && r->shim_no < g_array_index(durable, guint64, r->file);
+}
+
+/* How many writes among the first CUT records no barrier covers. */
+static guint in_flight(GArray *recs, guint cut)
+{
+    g_autoptr(GArray) durable = resolve(recs, cut);
+    guint n = 0;
+    for (guint i = 0; i < cut; i++) {
+        const Rec *r = &g_array_index(recs, Rec, i);
+        n += r->type == 'W' && !is_durable(r, durable);
+    }
+    return n;
+}
+
 /* ---- applying ---------------------------------------------------------------- */
 
 static void check(int rc, guint i, const Rec *r, const char *what)
@@ -222,6 +244,27 @@ static void apply(int dir, GArray *recs, guint cut, guint32 seed, guint *kept,
 {
     g_autoptr(GArray) durable = resolve(recs, cut);
     GRand *rand = g_rand_new_with_seed(seed * 1000003u + cut);
+    /* Per file: how many of its writes are in flight, and (even seeds) how
+     * many of the oldest of them are lost. */
+    g_autoptr(GArray) n_flying = g_array_new(FALSE, TRUE, sizeof(guint));
+    g_autoptr(GArray) n_lost = g_array_new(FALSE, TRUE, sizeof(guint));
+    g_array_set_size(n_flying, durable->len + 1);
+    for (guint i = 0; i < cut; i++) {
+        const Rec *r = &g_array_index(recs, Rec, i);
+        if (r->type == 'W' && !is_durable(r, durable)) {
+            if ((guint)r->file >= n_flying->len)
+                g_array_set_size(n_flying, r->file + 1);
+            g_array_index(n_flying, guint, r->file)++;
+        }
+    }
+    g_array_set_size(n_lost, n_flying->len);
+    for (guint f = 0; f < n_flying->len; f++) {
+        guint n = g_array_index(n_flying, guint, f);
+        /* Some lost and some kept where there are two or more. */
+        g_array_index(n_lost, guint, f) = n == 0 ? 0 : n == 1 ? (guint)g_rand_int_range(rand, 0, 2)
+                                          : (guint)g_rand_int_range(rand, 1, (gint32)n);
+        g_array_index(n_flying, guint, f) = 0;   /* from here on: how many seen */
+    }
     for (guint i = 0; i < cut; i++) {
         const Rec *r = &g_array_index(recs, Rec, i);
         int fd;
@@ -250,16 +293,22 @@ static void apply(int dir, GArray *recs, guint cut, guint32 seed, guint *kept,
             check(unlinkat(dir, r->p1, AT_REMOVEDIR), i, r, "rmdir");
             break;
         case 'W': {
-            gboolean on_disk = (guint)r->file < durable->len
-                               && r->shim_no < g_array_index(durable, guint64, r->file);
-            if (on_disk) {
+            gboolean keep;
+            if (is_durable(r, durable)) {
                 (*durable_writes)++;
-            } else if (seed != 0 && g_rand_boolean(rand)) {
-                (*kept)++;
+                keep = TRUE;
             } else {
-                (*lost)++;
-                break;
+                guint nth = g_array_index(n_flying, guint, r->file)++;
+                if (seed == 0)
+                    keep = FALSE;
+                else if (seed % 2 == 1)
+                    keep = g_rand_boolean(rand);
+                else
+                    keep = nth >= g_array_index(n_lost, guint, r->file);
+                *(keep ? kept : lost) += 1;
             }
+            if (!keep)
+                break;
             fd = openat(dir, r->p1, O_WRONLY | O_CLOEXEC);
             check(fd, i, r, "open");
             gsize done = 0;
@@ -293,9 +342,16 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "cuts") == 0) {
         guint max = (guint)atoi(argv[3]);
         g_autoptr(GArray) cand = g_array_new(FALSE, FALSE, sizeof(guint));
-        for (guint i = 0; i < recs->len; i++)
-            if (g_array_index(recs, Rec, i).type == 'S')
+        guint n_barriers = 0;
+        for (guint i = 0; i < recs->len; i++) {
+            if (g_array_index(recs, Rec, i).type != 'S')
+                continue;
+            n_barriers++;
+            /* A cut with nothing in flight is the state some barrier made
+             * durable: nothing a power cut could change there. */
+            if (in_flight(recs, i) > 0)
                 g_array_append_val(cand, i);
+        }
         g_array_append_val(cand, recs->len);
         guint n = MIN(max, cand->len);
         /* Evenly spread, the end of the log always among them. */
@@ -303,7 +359,8 @@ int main(int argc, char **argv)
             guint idx = n == 1 ? cand->len - 1 : (guint)((guint64)k * (cand->len - 1) / (n - 1));
             printf("%u\n", g_array_index(cand, guint, idx));
         }
-        fprintf(stderr, "%u records, %u barriers\n", recs->len, cand->len - 1);
+        fprintf(stderr, "%u records, %u barriers, %u with writes in flight\n", recs->len,
+                n_barriers, cand->len - 1);
     } else if (strcmp(argv[1], "build") == 0 && argc == 6) {
         guint cut = (guint)atoi(argv[4]);
         guint32 seed = (guint32)atoi(argv[5]);
