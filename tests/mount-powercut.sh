@@ -23,6 +23,7 @@
 # (qemu-img convert over its parent) and against our core's reading of it
 # (vcf_clone_open + vcf_disk_read); qemu-img check for each store and the
 # VM's current disk.
+# shellcheck disable=SC2119,SC2154  # make check sets top_srcdir and top_builddir; lib's functions take no args here
 # shellcheck source=tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
 
@@ -100,13 +101,13 @@ rnd() { N=$(( (RANDOM * 32768 + RANDOM) % $1 )); }
 # can hold after a cut), the last one fsyncs. Kinds: inside a stored
 # grain, a whole new grain, part of a new grain, across a grain boundary.
 round() {
-    local name=$1 r=$2 k g off len tries
+    local name=$1 r=$2 k g off len
     local -A used=()
     local writes=()
     for k in old new partial cross old partial; do
-        for tries in $(seq 50); do
+        for _ in $(seq 50); do
             rnd $((N_GRAINS - 1)); g=$N
-            [ -z "${used[$g]:-}" ] && [ -z "${used[$((g + 1))]:-}" ] || continue
+            if [ -n "${used[$g]:-}" ] || [ -n "${used[$((g + 1))]:-}" ]; then continue; fi
             case $k in
             old) [ -n "${WRITTEN[$name $g]:-}" ] || continue
                  rnd $((G - 1)); off=$((g * G + N)); rnd $(( (g + 1) * G - off )); len=$((N + 1)) ;;
@@ -123,11 +124,12 @@ round() {
         done
     done
     [ ${#writes[@]} -ge 4 ] || fail "round $r: no room for the writes"
-    local i=0 w
+    local i=0 w sync=0
     for w in "${writes[@]}"; do
         i=$((i + 1))
+        [ "$i" = ${#writes[@]} ] && sync=1
         # shellcheck disable=SC2086  # "off len"
-        write_one "$name" "$r" $w $([ $i = ${#writes[@]} ] && echo 1 || echo 0)
+        write_one "$name" "$r" $w "$sync"
     done
     mark "ack $name $r"
 }
