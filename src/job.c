@@ -1,6 +1,9 @@
 #include "config.h"
 #include "job.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 struct VcfJob {
     gint refs;
     char *name;
@@ -47,7 +50,17 @@ VcfJob *vcf_job_start(const char *name, VcfJobFunc func, gpointer data,
     job->user_data = user_data;
     g_mutex_init(&job->lock);
     g_cond_init(&job->done_cond);
+    /* The job's thread never takes SIGINT, SIGTERM or SIGHUP: a handler
+     * run there would wake none of the threads that wait to end a program
+     * (libfuse's loop is one). The new thread inherits the mask. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
     g_thread_unref(g_thread_new(name, job_main, job));
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return job;
 }
 

@@ -44,11 +44,13 @@ bad=$(find "$LIB/.vmclonefs" -perm /022 -printf '%m %p\n')
 unmount_lib
 
 # A signal ends the mount cleanly: exit 0, nothing left mounted. A shell
-# starts background commands with SIGINT ignored, as Ctrl-C would not be:
-# the daemon gets it back through a wrapper that keeps its pid.
+# starts background commands with SIGINT ignored, and nohup (or a CI
+# runner) may have SIGHUP ignored; libfuse leaves an ignored signal alone,
+# as it should. The daemon gets all three back through a wrapper that
+# keeps its pid.
 cat >"$T/sigdfl" <<SH
 #!/bin/sh
-exec perl -e '\$SIG{INT} = "DEFAULT"; exec { \$ARGV[0] } @ARGV or die' "$VMCLONEFS" "\$@"
+exec perl -e '\$SIG{\$_} = "DEFAULT" for qw(INT TERM HUP); exec { \$ARGV[0] } @ARGV or die' "$VMCLONEFS" "\$@"
 SH
 chmod +x "$T/sigdfl"
 n_unmounts=$(($(grep -c "unmounted $MNT\$" "$LOG") + 1))
