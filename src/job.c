@@ -14,7 +14,9 @@ struct VcfJob {
     gpointer user_data;
     GMutex lock;
     GCond done_cond;
-    gboolean done;      /* lock */
+    gboolean done;      /* lock: the result is set */
+    gboolean settled;   /* lock: ... and the callback has returned */
+    GThread *runner;    /* lock: the job's thread, while it calls back */
     gboolean ok;        /* lock; valid once done */
     GError *error;      /* lock; valid once done */
 };
@@ -28,10 +30,17 @@ static gpointer job_main(gpointer p)
     job->ok = ok;
     job->error = error;
     job->done = TRUE;
-    g_cond_broadcast(&job->done_cond);
+    job->runner = g_thread_self();
     g_mutex_unlock(&job->lock);
+    /* Waiters return only once the callback has run: whoever waits sees
+     * everything the callback did (VixJob_Wait after the callback). */
     if (job->callback != NULL)
         job->callback(job, job->user_data);
+    g_mutex_lock(&job->lock);
+    job->settled = TRUE;
+    job->runner = NULL;
+    g_cond_broadcast(&job->done_cond);
+    g_mutex_unlock(&job->lock);
     vcf_job_unref(job);
     return NULL;
 }
@@ -96,7 +105,8 @@ gboolean vcf_job_is_done(VcfJob *job)
 gboolean vcf_job_wait(VcfJob *job, GError **error)
 {
     g_mutex_lock(&job->lock);
-    while (!job->done)
+    /* The callback itself may ask for the result: it is there already. */
+    while (!job->settled && !(job->done && job->runner == g_thread_self()))
         g_cond_wait(&job->done_cond, &job->lock);
     gboolean ok = job->ok;
     if (!ok && job->error != NULL)

@@ -23,5 +23,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfJob, vcf_job_unref)
 
 const char *vcf_job_get_name(const VcfJob *job);
 gboolean vcf_job_is_done(VcfJob *job);
-/* Blocks until the job has ended; its result, with a copy of its error. */
+/* Blocks until the job has ended and its callback has returned (from the
+ * callback itself: the result at once); its result, with a copy of its
+ * error. */
 gboolean vcf_job_wait(VcfJob *job, GError **error);
