@@ -470,3 +470,46 @@ void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     handle_drop(m, HANDLE(fi));
     fuse_reply_err(req, 0);
 }
+
+/* SEEK_DATA and SEEK_HOLE: a clone's disk answers from its layers' maps,
+ * so that cp, tar, rsync and borg skip what no layer holds. */
+void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+    Handle *h = HANDLE(fi);
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+        fuse_reply_err(req, EINVAL);   /* the kernel does SEEK_SET and the rest */
+        return;
+    }
+    if (off < 0) {
+        fuse_reply_err(req, ENXIO);
+        return;
+    }
+    if (h->kind == NODE_PASS) {
+        off_t r = lseek(h->fd, off, whence);
+        if (r < 0)
+            fuse_reply_err(req, errno);
+        else
+            fuse_reply_lseek(req, r);
+        return;
+    }
+    if (h->kind == NODE_DESC) {
+        VcfMount *m = VCF_MOUNT(req);
+        g_mutex_lock(&m->lock);
+        gsize len = h->text_len;
+        g_mutex_unlock(&m->lock);
+        if ((guint64)off >= len)
+            fuse_reply_err(req, ENXIO);
+        else
+            fuse_reply_lseek(req, whence == SEEK_DATA ? off : (off_t)len);
+        return;
+    }
+    guint64 out = 0;
+    GError *error = NULL;
+    if (vcf_disk_seek(h->disk, (guint64)off, whence == SEEK_DATA, &out, &error))
+        fuse_reply_lseek(req, (off_t)out);
+    else if (vcf_error_errno(error) == ENXIO) {
+        g_error_free(error);
+        fuse_reply_err(req, ENXIO);   /* what the caller asks about, no news */
+    } else
+        reply_disk_error(req, h, error);
+}

@@ -106,6 +106,7 @@ const struct fuse_lowlevel_ops vcf_fs_ops = {
     .flush = fs_flush,
     .fsync = fs_fsync,
     .release = fs_release,
+    .lseek = fs_lseek,
     .opendir = fs_opendir,
     .readdir = fs_readdir,
     .releasedir = fs_releasedir,

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "disk.h"
+#include "grain-map.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -17,6 +18,11 @@ struct VcfDisk {
      * read-modify-write of the whole grain, and a reader must not see a
      * grain half rewritten in place (its checksum would not match). */
     GMutex stripes[N_STRIPES];
+    /* map_lock: the map of what the parent chain holds, read once on the
+     * first seek (only seeks wait for it). */
+    GMutex map_lock;
+    gboolean map_done;
+    VcfGrainMap *below;     /* NULL once done: unknown, all data */
 };
 
 static GMutex *stripe(VcfDisk *d, guint64 grain) { return &d->stripes[grain % N_STRIPES]; }
@@ -47,6 +53,7 @@ VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
     d->parent = parent;
     d->size = vcf_sparse_get_capacity(store);
     g_rw_lock_init(&d->lock);
+    g_mutex_init(&d->map_lock);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_init(&d->stripes[i]);
     return d;
@@ -58,6 +65,8 @@ fail:
 
 static void disk_free(VcfDisk *d)
 {
+    vcf_grain_map_free(d->below);
+    g_mutex_clear(&d->map_lock);
     g_rw_lock_clear(&d->lock);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_clear(&d->stripes[i]);
@@ -225,4 +234,47 @@ gboolean vcf_disk_sync(VcfDisk *d, GError **error)
     gboolean ok = vcf_sparse_sync(d->store, error);
     g_rw_lock_writer_unlock(&d->lock);
     return ok;
+}
+
+/* Whether unit U holds data: the store's own grain, or one below it. */
+static gboolean unit_held(VcfDisk *d, guint64 u)
+{
+    if (vcf_sparse_grain_state(d->store, u) != VCF_GRAIN_ABSENT)
+        return TRUE;
+    if (d->parent == NULL)
+        return FALSE;
+    return d->below == NULL || vcf_grain_map_holds(d->below, u);
+}
+
+gboolean vcf_disk_seek(VcfDisk *d, guint64 offset, gboolean data, guint64 *out,
+                       GError **error)
+{
+    if (offset >= d->size) {
+        g_set_error(error, VCF_ERROR, ENXIO, "%s: seek to %" G_GUINT64_FORMAT
+                    " past the disk's end", vcf_sparse_get_path(d->store), offset);
+        return FALSE;
+    }
+    g_mutex_lock(&d->map_lock);
+    if (!d->map_done && d->parent != NULL) {
+        GError *local = NULL;
+        d->below = vcf_grain_map_of_parent(d->parent, &local);
+        /* A map that cannot be read: all data, which is never wrong. */
+        g_clear_error(&local);
+    }
+    d->map_done = TRUE;
+    g_mutex_unlock(&d->map_lock);
+    guint64 units = (d->size + VCF_GRAIN_SIZE - 1) / VCF_GRAIN_SIZE;
+    for (guint64 u = offset / VCF_GRAIN_SIZE; u < units; u++) {
+        if (unit_held(d, u) == data) {
+            *out = MAX(offset, u * VCF_GRAIN_SIZE);
+            return TRUE;
+        }
+    }
+    if (!data) {   /* the end of the disk is a hole, as for any file */
+        *out = d->size;
+        return TRUE;
+    }
+    g_set_error(error, VCF_ERROR, ENXIO, "%s: no data after %" G_GUINT64_FORMAT,
+                vcf_sparse_get_path(d->store), offset);
+    return FALSE;
 }

@@ -30,5 +30,10 @@ gboolean vcf_disk_read(VcfDisk *disk, void *buf, gsize len, guint64 offset,
                        GError **error);
 gboolean vcf_disk_write(VcfDisk *disk, const void *buf, gsize len,
                         guint64 offset, GError **error);
+/* SEEK_DATA (DATA) or SEEK_HOLE from OFFSET, in 64 KiB units: a hole is
+ * where neither the store nor any layer below holds a grain (see
+ * grain-map.h). ENXIO past the end, or for no data after OFFSET. */
+gboolean vcf_disk_seek(VcfDisk *disk, guint64 offset, gboolean data, guint64 *out,
+                       GError **error);
 /* Makes every write so far durable. */
 gboolean vcf_disk_sync(VcfDisk *disk, GError **error);

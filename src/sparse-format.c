@@ -69,7 +69,9 @@ static gboolean not_sparse(GError **error, const char *path, const char *why)
     return FALSE;
 }
 
-gboolean vcf_sparse_extent_has_data(const char *path, gboolean *has_data, GError **error)
+gboolean vcf_sparse_extent_each_grain(const char *path, VcfGrainFunc func, gpointer data,
+                                      guint64 *capacity, guint64 *grain_sectors,
+                                      GError **error)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -82,18 +84,27 @@ gboolean vcf_sparse_extent_has_data(const char *path, gboolean *has_data, GError
     g_autofree guint32 *dir = NULL;
     g_autofree guint32 *gt = NULL;
     if (fstat(fd, &st) < 0 || vcf_pread_all(fd, &le, sizeof le, 0, path, error) != (gssize)sizeof le) {
+        g_clear_error(error);
         not_sparse(error, path, "shorter than a header");
         goto out;
     }
     vcf_sparse_header_to_le(&le, &h);
     if (h.magic != VMDK_MAGIC || h.gtes_per_gt == 0 || h.gtes_per_gt > 4096
-        || h.grain_size == 0 || h.capacity == 0 || h.capacity > MAX_CAPACITY / SECTOR
-        || (h.flags & (FLAG_COMPRESSED | FLAG_MARKERS))) {
+        || h.grain_size == 0 || h.grain_size > 2048 || h.capacity == 0
+        || h.capacity > MAX_CAPACITY / SECTOR || (h.flags & (FLAG_COMPRESSED | FLAG_MARKERS))) {
         not_sparse(error, path, "unexpected header");
         goto out;
     }
+    if (capacity != NULL)
+        *capacity = h.capacity * SECTOR;
+    if (grain_sectors != NULL)
+        *grain_sectors = h.grain_size;
+    if (func == NULL) {   /* the header was all the caller wanted */
+        ok = TRUE;
+        goto out;
+    }
     /* The redundant directory, when there is one, is the one VMware
-     * writes first; either would do for "any grain at all". */
+     * writes first; either gives the same tables. */
     guint64 gd = (h.flags & FLAG_RGD) && h.rgd_offset ? h.rgd_offset : h.gd_offset;
     guint64 grains = (h.capacity + h.grain_size - 1) / h.grain_size;
     guint64 n_gts = (grains + h.gtes_per_gt - 1) / h.gtes_per_gt;
@@ -105,23 +116,40 @@ gboolean vcf_sparse_extent_has_data(const char *path, gboolean *has_data, GError
     dir = g_new(guint32, n_gts);
     gt = g_malloc(gt_bytes);
     if (vcf_pread_all(fd, dir, n_gts * 4, gd * SECTOR, path, error) != (gssize)(n_gts * 4)) {
+        g_clear_error(error);
         not_sparse(error, path, "grain directory truncated");
         goto out;
     }
-    *has_data = FALSE;
-    for (guint64 i = 0; i < n_gts && !*has_data; i++) {
+    gboolean more = TRUE;
+    for (guint64 i = 0; i < n_gts && more; i++) {
         guint64 sec = GUINT32_FROM_LE(dir[i]);
         if (sec == 0)
             continue;
         gssize n = vcf_pread_all(fd, gt, gt_bytes, sec * SECTOR, path, error);
         if (n < 0)
             goto out;
-        /* Past the end of the file reads as an empty table, as holes do. */
-        for (gsize j = 0; j < (gsize)n / 4 && !*has_data; j++)
-            *has_data = gt[j] != 0;
+        /* Past the end of the file reads as an empty table, as holes do.
+         * A zeroed grain (entry 1) counts as held: it hides what is below. */
+        for (gsize j = 0; j < (gsize)n / 4 && more; j++) {
+            guint64 g = i * h.gtes_per_gt + j;
+            if (gt[j] != 0 && g < grains)
+                more = func(g, data);
+        }
     }
     ok = TRUE;
 out:
     close(fd);
     return ok;
+}
+
+static gboolean stop_at_first(guint64 grain, gpointer data)
+{
+    *(gboolean *)data = TRUE;
+    return FALSE;
+}
+
+gboolean vcf_sparse_extent_has_data(const char *path, gboolean *has_data, GError **error)
+{
+    *has_data = FALSE;
+    return vcf_sparse_extent_each_grain(path, stop_at_first, has_data, NULL, NULL, error);
 }
