@@ -2,8 +2,6 @@
 #include "config.h"
 #include "fs-internal.h"
 
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 
 /* Threads started before fuse_daemonize() would not survive its fork, so
@@ -24,16 +22,8 @@ void fs_init(void *userdata, struct fuse_conn_info *conn)
     /* The kernel's write-back cache would hold guest writes where a crash
      * loses them after fsync said otherwise; writes come straight to us. */
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-    /* Signals go to libfuse's threads only: its handler, run on the
-     * syncer, would wake no thread of the loop, and Ctrl-C would hang. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    m->syncer = g_thread_new("vcf-sync", syncer_main, m);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* Signals go to libfuse's threads only. */
+    m->syncer = vcf_thread_new_quiet("vcf-sync", syncer_main, m);
 }
 
 void fs_destroy(void *userdata)

@@ -59,18 +59,24 @@ VcfJob *vcf_job_start(const char *name, VcfJobFunc func, gpointer data,
     job->user_data = user_data;
     g_mutex_init(&job->lock);
     g_cond_init(&job->done_cond);
-    /* The job's thread never takes SIGINT, SIGTERM or SIGHUP: a handler
-     * run there would wake none of the threads that wait to end a program
-     * (libfuse's loop is one). The new thread inherits the mask. */
+    g_thread_unref(vcf_thread_new_quiet(name, job_main, job));
+    return job;
+}
+
+GThread *vcf_thread_new_quiet(const char *name, GThreadFunc func, gpointer data)
+{
+    /* A handler of SIGINT, SIGTERM or SIGHUP run on a worker would wake
+     * none of the threads that wait to end the program (libfuse's loop is
+     * one). The new thread inherits the mask. */
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    g_thread_unref(g_thread_new(name, job_main, job));
+    GThread *t = g_thread_new(name, func, data);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return job;
+    return t;
 }
 
 VcfJob *vcf_job_ref(VcfJob *job)

@@ -17,6 +17,8 @@ typedef void (*VcfJobCallback)(VcfJob *job, gpointer user_data);
 VcfJob *vcf_job_start(const char *name, VcfJobFunc func, gpointer data,
                       GDestroyNotify free_data, VcfJobCallback callback,
                       gpointer user_data);
+/* g_thread_new for a worker that never takes the termination signals. */
+GThread *vcf_thread_new_quiet(const char *name, GThreadFunc func, gpointer data);
 VcfJob *vcf_job_ref(VcfJob *job);
 void vcf_job_unref(VcfJob *job);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfJob, vcf_job_unref)

@@ -2,6 +2,7 @@
 #include "parent.h"
 #include "descriptor-utf8.h"
 #include "vcf-error.h"
+#include "vmdk-files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,136 +53,6 @@ struct VcfParent {
     GPtrArray *chain_files;  /* what chain 0 found, to compare later ones with */
 };
 
-/* ---- errors ------------------------------------------------------------ */
-
-/* libvmdk_error_sprint only gives the outermost frame ("unable to open
- * handle using a file IO handle"); the cause is the innermost one, the
- * first line of the backtrace. */
-static char *libyal_message(char *text)
-{
-    g_strstrip(text);
-    char *nl = strchr(text, '\n');
-    if (nl != NULL)
-        *nl = '\0';
-    gsize n = strlen(text);
-    if (n > 0 && text[n - 1] == '.')
-        text[n - 1] = '\0';
-    return text;
-}
-
-static void set_vmdk_error(GError **error, int code, libvmdk_error_t **verr,
-                           const char *format, ...) G_GNUC_PRINTF(4, 5);
-static void set_vmdk_error(GError **error, int code, libvmdk_error_t **verr,
-                           const char *format, ...)
-{
-    char text[2048] = "";
-    if (verr != NULL && *verr != NULL) {
-        if (libvmdk_error_backtrace_sprint(*verr, text, sizeof text) < 0)
-            libvmdk_error_sprint(*verr, text, sizeof text);
-        libvmdk_error_free(verr);
-    }
-    va_list ap;
-    va_start(ap, format);
-    g_autofree char *what = g_strdup_vprintf(format, ap);
-    va_end(ap);
-    libyal_message(text);
-    if (text[0] != '\0')
-        g_set_error(error, VCF_ERROR, code, "%s: %s", what, text);
-    else
-        g_set_error(error, VCF_ERROR, code, "%s", what);
-}
-
-static void set_bfio_error(GError **error, libbfio_error_t **berr,
-                           const char *format, ...) G_GNUC_PRINTF(3, 4);
-static void set_bfio_error(GError **error, libbfio_error_t **berr,
-                           const char *format, ...)
-{
-    char text[2048] = "";
-    if (berr != NULL && *berr != NULL) {
-        if (libbfio_error_backtrace_sprint(*berr, text, sizeof text) < 0)
-            libbfio_error_sprint(*berr, text, sizeof text);
-        libbfio_error_free(berr);
-    }
-    va_list ap;
-    va_start(ap, format);
-    g_autofree char *what = g_strdup_vprintf(format, ap);
-    va_end(ap);
-    libyal_message(text);
-    g_set_error(error, VCF_ERROR, EIO, "%s%s%s", what, text[0] ? ": " : "",
-                text);
-}
-
-/* ---- paths ------------------------------------------------------------- */
-
-static gboolean is_inside(const char *real, const char *confine_real)
-{
-    if (strcmp(confine_real, "/") == 0)
-        return TRUE;
-    gsize n = strlen(confine_real);
-    return strncmp(real, confine_real, n) == 0 && real[n] == '/';
-}
-
-/* realpath of PATH, which must be a regular file inside CONFINE_REAL. The
- * checks are on the resolved name so symbolic links cannot lead out; the
- * caller then opens the resolved name. WHAT prefixes messages ("parent of
- * X"), or is NULL for the top disk. */
-static char *resolve_file(const char *path, const char *confine_real,
-                          const char *what, GError **error)
-{
-    g_autofree char *prefix = what ? g_strdup_printf("%s: ", what) : g_strdup("");
-    char *real = realpath(path, NULL);
-    if (real == NULL) {
-        int e = errno;
-        g_set_error(error, VCF_ERROR, e, "%s%s: %s", prefix, path, g_strerror(e));
-        return NULL;
-    }
-    g_autofree char *owned = g_strdup(real);
-    free(real);
-    if (!is_inside(owned, confine_real)) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s%s resolves to %s, outside %s",
-                    prefix, path, owned, confine_real);
-        return NULL;
-    }
-    struct stat st;
-    if (stat(owned, &st) != 0) {
-        int e = errno;
-        g_set_error(error, VCF_ERROR, e, "%s%s: %s", prefix, owned, g_strerror(e));
-        return NULL;
-    }
-    /* A FIFO would block the open, a folder or device is never a disk. */
-    if (!S_ISREG(st.st_mode)) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s%s is not a regular file",
-                    prefix, owned);
-        return NULL;
-    }
-    return g_steal_pointer(&owned);
-}
-
-/* A single-file sparse disk (monolithicSparse, streamOptimized) starts with
- * the sparse extent magic; a descriptor-based disk starts with text. */
-static gboolean is_sparse_file(const char *path, gboolean *sparse, GError **error)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        g_set_error(error, VCF_ERROR, e, "%s: %s", path, g_strerror(e));
-        return FALSE;
-    }
-    char magic[4] = { 0 };
-    ssize_t n;
-    do
-        n = pread(fd, magic, sizeof magic, 0);
-    while (n < 0 && errno == EINTR);
-    int e = errno;
-    close(fd);
-    if (n < 0) {
-        g_set_error(error, VCF_ERROR, e, "%s: %s", path, g_strerror(e));
-        return FALSE;
-    }
-    *sparse = n == (ssize_t) sizeof magic && memcmp(magic, "KDMV", 4) == 0;
-    return TRUE;
-}
-
 /* ---- one link ---------------------------------------------------------- */
 
 static void link_clear(Link *link)
@@ -205,7 +76,7 @@ static char *extent_name(libvmdk_handle_t *handle, int index,
     libvmdk_extent_descriptor_t *ext = NULL;
     libvmdk_error_t *verr = NULL;
     if (libvmdk_handle_get_extent_descriptor(handle, index, &ext, &verr) != 1) {
-        set_vmdk_error(error, EIO, &verr, "%s: extent %d", disk, index);
+        vcf_set_vmdk_error(error, EIO, &verr, "%s: extent %d", disk, index);
         return NULL;
     }
     int type = 0;
@@ -246,7 +117,7 @@ static char *extent_name(libvmdk_handle_t *handle, int index,
     libvmdk_extent_descriptor_free(&ext, NULL);
     *type_out = type;
     if (r == -1) {
-        set_vmdk_error(error, EIO, &verr, "%s: extent %d", disk, index);
+        vcf_set_vmdk_error(error, EIO, &verr, "%s: extent %d", disk, index);
         return NULL;
     }
     if (r == 0 || name == NULL || name[0] == '\0') {
@@ -270,7 +141,7 @@ static gboolean open_extents(Link *link, const char *disk, gboolean single,
     libbfio_error_t *berr = NULL;
     int n_extents = 0;
     if (libvmdk_handle_get_number_of_extents(link->handle, &n_extents, &verr) != 1) {
-        set_vmdk_error(error, EIO, &verr, "%s: reading its extents", disk);
+        vcf_set_vmdk_error(error, EIO, &verr, "%s: reading its extents", disk);
         return FALSE;
     }
     if (n_extents < 1) {
@@ -285,7 +156,7 @@ static gboolean open_extents(Link *link, const char *disk, gboolean single,
     if (libbfio_pool_initialize(&link->pool, n_extents,
                                 LIBBFIO_POOL_UNLIMITED_NUMBER_OF_OPEN_HANDLES,
                                 &berr) != 1) {
-        set_bfio_error(error, &berr, "%s: creating its file pool", disk);
+        vcf_set_bfio_error(error, &berr, "%s: creating its file pool", disk);
         return FALSE;
     }
     g_autofree char *folder = g_path_get_dirname(disk);
@@ -317,26 +188,26 @@ static gboolean open_extents(Link *link, const char *disk, gboolean single,
             }
             g_autofree char *joined = g_build_filename(folder, name, NULL);
             g_autofree char *what = g_strdup_printf("extent of %s", disk);
-            real = resolve_file(joined, confine_real, what, error);
+            real = vcf_resolve_disk_file(joined, confine_real, what, error);
             if (real == NULL)
                 return FALSE;
         }
         libbfio_handle_t *fh = NULL;
         if (libbfio_file_initialize(&fh, &berr) != 1) {
-            set_bfio_error(error, &berr, "%s: extent %s", disk, real);
+            vcf_set_bfio_error(error, &berr, "%s: extent %s", disk, real);
             return FALSE;
         }
         /* The length excludes the terminating NUL. */
         if (libbfio_file_set_name(fh, real, strlen(real), &berr) != 1
             || libbfio_handle_open(fh, LIBBFIO_OPEN_READ, &berr) != 1) {
             libbfio_handle_free(&fh, NULL);
-            set_bfio_error(error, &berr, "%s: opening extent %s", disk, real);
+            vcf_set_bfio_error(error, &berr, "%s: opening extent %s", disk, real);
             return FALSE;
         }
         if (libbfio_pool_set_handle(link->pool, i, fh, LIBBFIO_OPEN_READ, &berr) != 1) {
             libbfio_handle_close(fh, NULL);
             libbfio_handle_free(&fh, NULL);
-            set_bfio_error(error, &berr, "%s: extent %s", disk, real);
+            vcf_set_bfio_error(error, &berr, "%s: extent %s", disk, real);
             return FALSE;
         }
         if (files != NULL && strcmp(real, disk) != 0)
@@ -344,7 +215,7 @@ static gboolean open_extents(Link *link, const char *disk, gboolean single,
     }
     if (libvmdk_handle_open_extent_data_files_file_io_pool(link->handle, link->pool,
                                                            &verr) != 1) {
-        set_vmdk_error(error, EIO, &verr, "%s: reading its extents", disk);
+        vcf_set_vmdk_error(error, EIO, &verr, "%s: reading its extents", disk);
         return FALSE;
     }
     return TRUE;
@@ -356,10 +227,10 @@ static gboolean open_link(Link *link, const char *disk, const char *confine_real
 {
     libvmdk_error_t *verr = NULL;
     gboolean single = FALSE;
-    if (!is_sparse_file(disk, &single, error))
+    if (!vcf_is_sparse_file(disk, &single, error))
         return FALSE;
     if (libvmdk_handle_initialize(&link->handle, &verr) != 1) {
-        set_vmdk_error(error, ENOMEM, &verr, "%s", disk);
+        vcf_set_vmdk_error(error, ENOMEM, &verr, "%s", disk);
         return FALSE;
     }
     /* libvmdk reads few charsets: a descriptor in another one is handed to
@@ -378,7 +249,7 @@ static gboolean open_link(Link *link, const char *disk, const char *confine_real
         if (libbfio_memory_range_initialize(&link->text_io, &berr) != 1
             || libbfio_memory_range_set(link->text_io, (uint8_t *) link->text, len,
                                         &berr) != 1) {
-            set_bfio_error(error, &berr, "%s: reading its descriptor", disk);
+            vcf_set_bfio_error(error, &berr, "%s: reading its descriptor", disk);
             return FALSE;
         }
         r = libvmdk_handle_open_file_io_handle(link->handle, link->text_io,
@@ -390,9 +261,9 @@ static gboolean open_link(Link *link, const char *disk, const char *confine_real
      * sparse file it refuses may be cut short or damaged. */
     if (r != 1) {
         if (single)
-            set_vmdk_error(error, EIO, &verr, "%s: not a readable VMDK disk", disk);
+            vcf_set_vmdk_error(error, EIO, &verr, "%s: not a readable VMDK disk", disk);
         else
-            set_vmdk_error(error, EINVAL, &verr, "%s: not a readable VMDK descriptor", disk);
+            vcf_set_vmdk_error(error, EINVAL, &verr, "%s: not a readable VMDK descriptor", disk);
         return FALSE;
     }
     if (files != NULL)
@@ -410,7 +281,7 @@ static char *parent_path(libvmdk_handle_t *handle, const char *disk,
     uint32_t pcid = CID_NONE;
     int r = libvmdk_handle_get_parent_content_identifier(handle, &pcid, &verr);
     if (r == -1) {
-        set_vmdk_error(error, EIO, &verr, "%s: reading parentCID", disk);
+        vcf_set_vmdk_error(error, EIO, &verr, "%s: reading parentCID", disk);
         return NULL;
     }
     /* libvmdk treats a link as a delta exactly when parentCID is present
@@ -427,7 +298,7 @@ static char *parent_path(libvmdk_handle_t *handle, const char *disk,
                                                      size, &verr);
     }
     if (r == -1) {
-        set_vmdk_error(error, EIO, &verr, "%s: reading parentFileNameHint", disk);
+        vcf_set_vmdk_error(error, EIO, &verr, "%s: reading parentFileNameHint", disk);
         return NULL;
     }
     if (r == 0 || name == NULL || name[0] == '\0') {
@@ -444,7 +315,7 @@ static char *parent_path(libvmdk_handle_t *handle, const char *disk,
         joined = g_build_filename(folder, name, NULL);
     }
     g_autofree char *what = g_strdup_printf("parent of %s", disk);
-    return resolve_file(joined, confine_real, what, error);
+    return vcf_resolve_disk_file(joined, confine_real, what, error);
 }
 
 static guint64 media_size(libvmdk_handle_t *handle, const char *disk,
@@ -454,7 +325,7 @@ static guint64 media_size(libvmdk_handle_t *handle, const char *disk,
     size64_t size = 0;
     *ok = libvmdk_handle_get_media_size(handle, &size, &verr) == 1;
     if (!*ok)
-        set_vmdk_error(error, EIO, &verr, "%s: reading its size", disk);
+        vcf_set_vmdk_error(error, EIO, &verr, "%s: reading its size", disk);
     return size;
 }
 
@@ -500,7 +371,7 @@ static gboolean open_chain(Chain *chain, const char *top, const char *confine_re
         libvmdk_error_t *verr = NULL;
         uint32_t cid = 0;
         if (libvmdk_handle_get_content_identifier(link->handle, &cid, &verr) != 1) {
-            set_vmdk_error(error, EIO, &verr, "%s: reading CID", disk);
+            vcf_set_vmdk_error(error, EIO, &verr, "%s: reading CID", disk);
             goto out;
         }
         gboolean size_ok;
@@ -555,7 +426,7 @@ static gboolean open_chain(Chain *chain, const char *top, const char *confine_re
         Link *c = &g_array_index(links, Link, i - 1);
         Link *p = &g_array_index(links, Link, i);
         if (libvmdk_handle_set_parent_handle(c->handle, p->handle, &verr) != 1) {
-            set_vmdk_error(error, EIO, &verr, "%s: setting parent link %u", top, i);
+            vcf_set_vmdk_error(error, EIO, &verr, "%s: setting parent link %u", top, i);
             goto out;
         }
     }
@@ -586,7 +457,7 @@ VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
     }
     g_autofree char *confine_real = g_strdup(c);
     free(c);
-    g_autofree char *top = resolve_file(path, confine_real, NULL, error);
+    g_autofree char *top = vcf_resolve_disk_file(path, confine_real, NULL, error);
     if (top == NULL)
         return NULL;
 
@@ -734,7 +605,7 @@ gboolean vcf_parent_read(VcfParent *parent, void *buf, gsize len,
                                                          (off64_t) (offset + done),
                                                          &verr);
         if (n <= 0) {
-            set_vmdk_error(error, EIO, &verr,
+            vcf_set_vmdk_error(error, EIO, &verr,
                            "%s: reading %" G_GSIZE_FORMAT " bytes at offset %"
                            G_GUINT64_FORMAT "%s", parent->top_path, want,
                            offset + done, n == 0 ? ": short read" : "");
