@@ -19,8 +19,11 @@
 #                    work dir's own file system
 #   2. random 4 KiB writes (1 job and 4 jobs, a fixed amount, then fsync)
 #      into a fresh clone and a fresh overlay, both empty at the start;
-#   3. the time to make a linked clone (mkdir) of a 1 GiB and of a 64 GiB
-#      sparse parent, median of several runs, next to qemu-img create -f qcow2
+#   1b. the same reads warm: the parent and the raw copy read into the page
+#      cache first and not dropped (raw then read buffered: the page cache's
+#      speed), and the daemons' CPU seconds per GiB of cold sequential read;
+#   3. the time to make a linked clone (mkdir) of a 1 GiB, a 64 GiB and a
+#      1 TiB sparse parent, median of several runs, next to qemu-img create -f qcow2
 #      -b of an overlay on the same parent. Each run uses a VM of its own, so
 #      every mkdir is that VM's first clone (it takes a VMware snapshot).
 #
@@ -60,7 +63,7 @@ RUNTIME=10
 RUNTIME_SET=0
 KEEP=0
 CLONE_RUNS=5
-CLONE_SIZES=(1 64)
+CLONE_SIZES=(1 64 1024)
 MARKER=.vmclonefs-bench
 
 usage() {
@@ -273,7 +276,7 @@ fio_run() {
     direct=$(direct_flag "$file")
     tag=$rw-$bs-j$jobs-$who
     local log=$LOGS/fio-$tag.log
-    drop_caches
+    (( ${WARM:-0} )) || drop_caches
     # fio splits --filename at ':' unless escaped (snapshot clones have one).
     if ! line=$(fio --name="$tag" --filename="${file//:/\\:}" --rw="$rw" --bs="$bs" \
             --numjobs="$jobs" --group_reporting --ioengine=psync --direct="$direct" \
@@ -286,7 +289,7 @@ fio_run() {
     # terse v3: field 7/8 read KiB/s and IOPS, 48/49 the same for writes
     case $rw in
     *write) awk -F';' '{ print $48, $49 }' <<<"$line" ;;
-    *) awk -F';' '{ print $7, $8 }' <<<"$line" ;;
+    *) awk -F';' '{ print $7, $8, $6 }' <<<"$line" ;;   # 6: KiB read in all
     esac
 }
 
@@ -297,7 +300,7 @@ add_row() { ROWS+=("$1|$2|$3|$4|$5"); }
 value() {
     local kind=$1 pair=$2
     [[ $pair != fail ]] || { echo fail; return; }
-    read -r kib iops <<<"$pair"
+    read -r kib iops _ <<<"$pair"
     case $kind in
     mib) awk -v k="$kib" 'BEGIN { printf "%.1f", k / 1024 }' ;;
     iops) awk -v i="$iops" 'BEGIN { printf "%.0f", i }' ;;
@@ -396,9 +399,40 @@ read_test() { # LABEL KIND RW BS JOBS
     add_row "$label" "$a" "$b" "$c" "$(ratio "$a" "$b")"
     printf '  %-34s vmclonefs %s, qsd %s, raw %s\n' "$label" "$a" "$b" "$c"
 }
-read_test "seq read 1 MiB, 1 job (MiB/s)" mib read 1M 1
+# cpu_s PID: user + system CPU seconds the process has used so far.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+# s_per_gib CPU0 CPU1 "KIB IOPS KIB_TOTAL" -> CPU seconds per GiB read
+s_per_gib() {
+    [[ $3 != fail ]] || { echo fail; return; }
+    awk -v a="$1" -v b="$2" -v k="${3##* }" 'BEGIN { printf "%.2f", (b - a) / (k / 1048576) }'
+}
+# The cold sequential read, with each daemon's CPU time per GiB.
+c0=$(cpu_s "$VCF_PID"); pa=$(fio_run vcf "$VCF_READ" read 1M 1 --time_based --runtime="$RUNTIME"); c1=$(cpu_s "$VCF_PID")
+q0=$(cpu_s "$QSD_PID"); pb=$(fio_run qsd "$QSD_READ" read 1M 1 --time_based --runtime="$RUNTIME"); q1=$(cpu_s "$QSD_PID")
+pc=$(fio_run raw "$RAW" read 1M 1 --time_based --runtime="$RUNTIME")
+a=$(value mib "$pa"); b=$(value mib "$pb"); c=$(value mib "$pc")
+add_row "seq read 1 MiB, 1 job (MiB/s)" "$a" "$b" "$c" "$(ratio "$a" "$b")"
+printf '  %-34s vmclonefs %s, qsd %s, raw %s\n' "seq read 1 MiB, 1 job (MiB/s)" "$a" "$b" "$c"
+a=$(s_per_gib "$c0" "$c1" "$pa"); b=$(s_per_gib "$q0" "$q1" "$pb")
+add_row "daemon CPU s per GiB, seq read" "$a" "$b" "-" "$(ratio "$a" "$b")"
+printf '  %-34s vmclonefs %s, qsd %s\n' "daemon CPU s per GiB, seq read" "$a" "$b"
 read_test "rand read 4 KiB, 1 job (IOPS)" iops randread 4k 1
 read_test "rand read 4 KiB, 4 jobs (IOPS)" iops randread 4k 4
+
+# Warm: what the daemons cost once their image files are in the page cache.
+echo "# warm reads: parent and raw copy in the page cache, not dropped; raw read buffered"
+cat "$PARENT" "$RAW" >/dev/null
+warm_test() { # LABEL KIND RW BS JOBS
+    local label=$1 kind=$2 rw=$3 bs=$4 jobs=$5 a b c
+    a=$(value "$kind" "$(WARM=1 fio_run vcf "$VCF_READ" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME")")
+    b=$(value "$kind" "$(WARM=1 fio_run qsd "$QSD_READ" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME")")
+    c=$(value "$kind" "$(WARM=1 fio_run raw "$RAW" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME" --direct=0)")
+    add_row "$label" "$a" "$b" "$c" "$(ratio "$a" "$b")"
+    printf '  %-34s vmclonefs %s, qsd %s, raw (page cache) %s\n' "$label" "$a" "$b" "$c"
+}
+warm_test "warm seq read 1 MiB (MiB/s)" mib read 1M 1
+warm_test "warm rand read 4 KiB, 1 job (IOPS)" iops randread 4k 1
+warm_test "warm rand read 4 KiB, 4 jobs (IOPS)" iops randread 4k 4
 
 stop_qsd "$QSD_PID" "$QSD_READ"
 

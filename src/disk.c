@@ -1,6 +1,6 @@
 #include "config.h"
 #include "disk.h"
-#include "grain-map.h"
+#include "stack.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -18,11 +18,7 @@ struct VcfDisk {
      * read-modify-write of the whole grain, and a reader must not see a
      * grain half rewritten in place (its checksum would not match). */
     GMutex stripes[N_STRIPES];
-    /* map_lock: the map of what the parent chain holds, read once on the
-     * first seek (only seeks wait for it). */
-    GMutex map_lock;
-    gboolean map_done;
-    VcfGrainMap *below;     /* NULL once done: unknown, all data */
+    VcfStack *below;        /* the parent chain's layers; NULL with no parent */
 };
 
 static GMutex *stripe(VcfDisk *d, guint64 grain) { return &d->stripes[grain % N_STRIPES]; }
@@ -48,12 +44,18 @@ VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
             goto fail;
         }
     }
+    VcfStack *below = NULL;
+    if (parent != NULL) {
+        below = vcf_stack_new(parent, error);
+        if (below == NULL)
+            goto fail;
+    }
     VcfDisk *d = g_new0(VcfDisk, 1);
+    d->below = below;
     d->store = store;
     d->parent = parent;
     d->size = vcf_sparse_get_capacity(store);
     g_rw_lock_init(&d->lock);
-    g_mutex_init(&d->map_lock);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_init(&d->stripes[i]);
     return d;
@@ -65,8 +67,7 @@ fail:
 
 static void disk_free(VcfDisk *d)
 {
-    vcf_grain_map_free(d->below);
-    g_mutex_clear(&d->map_lock);
+    vcf_stack_free(d->below);
     g_rw_lock_clear(&d->lock);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_clear(&d->stripes[i]);
@@ -112,7 +113,7 @@ static gboolean read_below(VcfDisk *d, guint8 *buf, gsize len, guint64 offset,
         memset(buf, 0, len);
         return TRUE;
     }
-    return vcf_parent_read(d->parent, buf, len, offset, error);
+    return vcf_stack_read(d->below, buf, len, offset, error);
 }
 
 /* The whole current contents of GRAIN into BUF (VCF_GRAIN_SIZE bytes);
@@ -237,13 +238,12 @@ gboolean vcf_disk_sync(VcfDisk *d, GError **error)
 }
 
 /* Whether unit U holds data: the store's own grain, or one below it. */
-static gboolean unit_held(VcfDisk *d, guint64 u)
+static gboolean unit_held(VcfDisk *d, guint64 u, gboolean *held, GError **error)
 {
-    if (vcf_sparse_grain_state(d->store, u) != VCF_GRAIN_ABSENT)
+    *held = vcf_sparse_grain_state(d->store, u) != VCF_GRAIN_ABSENT;
+    if (*held || d->below == NULL)
         return TRUE;
-    if (d->parent == NULL)
-        return FALSE;
-    return d->below == NULL || vcf_grain_map_holds(d->below, u);
+    return vcf_stack_holds(d->below, u, held, error);
 }
 
 gboolean vcf_disk_seek(VcfDisk *d, guint64 offset, gboolean data, guint64 *out,
@@ -254,18 +254,12 @@ gboolean vcf_disk_seek(VcfDisk *d, guint64 offset, gboolean data, guint64 *out,
                     " past the disk's end", vcf_sparse_get_path(d->store), offset);
         return FALSE;
     }
-    g_mutex_lock(&d->map_lock);
-    if (!d->map_done && d->parent != NULL) {
-        GError *local = NULL;
-        d->below = vcf_grain_map_of_parent(d->parent, &local);
-        /* A map that cannot be read: all data, which is never wrong. */
-        g_clear_error(&local);
-    }
-    d->map_done = TRUE;
-    g_mutex_unlock(&d->map_lock);
     guint64 units = (d->size + VCF_GRAIN_SIZE - 1) / VCF_GRAIN_SIZE;
     for (guint64 u = offset / VCF_GRAIN_SIZE; u < units; u++) {
-        if (unit_held(d, u) == data) {
+        gboolean held;
+        if (!unit_held(d, u, &held, error))
+            return FALSE;
+        if (held == data) {
             *out = MAX(offset, u * VCF_GRAIN_SIZE);
             return TRUE;
         }

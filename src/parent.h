@@ -1,5 +1,6 @@
-/* Parent disks: a VMware disk and its whole delta chain, read through
- * libvmdk, the one reader of parent disks.
+/* Parent disks: a VMware disk and its whole delta chain, opened and
+ * checked through libvmdk (vmdk-chain.c), and read through it where our
+ * own layers (layer.h, stack.h) do not serve a link.
  *
  * A VcfParent holds up to N independent libvmdk chains (each link a handle,
  * its parent set base first) because a libvmdk handle serialises its reads;
@@ -34,6 +35,13 @@ guint32 vcf_parent_get_cid(const VcfParent *parent);
 /* Absolute paths of every file the chain reads, top link first: descriptors
  * and extent files. NULL-terminated, owned by PARENT. */
 const char *const *vcf_parent_get_files(const VcfParent *parent);
+
+/* The chain described, top link first (VcfChainLink, see vmdk-chain.h). */
+const GPtrArray *vcf_parent_get_links(const VcfParent *parent);
+/* The realpath of the folder every file of the chain is in. */
+const char *vcf_parent_get_confine(const VcfParent *parent);
+/* How many libvmdk chains it may open to read in parallel. */
+guint vcf_parent_get_n_chains(const VcfParent *parent);
 
 /* Reads LEN bytes at OFFSET. Bytes past the end of the disk read as zeros.
  * Thread-safe. On failure: VCF_ERROR/EIO naming the disk and offset. */

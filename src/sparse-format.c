@@ -133,7 +133,7 @@ gboolean vcf_sparse_extent_each_grain(const char *path, VcfGrainFunc func, gpoin
         for (gsize j = 0; j < (gsize)n / 4 && more; j++) {
             guint64 g = i * h.gtes_per_gt + j;
             if (gt[j] != 0 && g < grains)
-                more = func(g, data);
+                more = func(g, GUINT32_FROM_LE(gt[j]), data);
         }
     }
     ok = TRUE;
@@ -142,7 +142,7 @@ out:
     return ok;
 }
 
-static gboolean stop_at_first(guint64 grain, gpointer data)
+static gboolean stop_at_first(guint64 grain, guint32 gte, gpointer data)
 {
     *(gboolean *)data = TRUE;
     return FALSE;
@@ -152,4 +152,31 @@ gboolean vcf_sparse_extent_has_data(const char *path, gboolean *has_data, GError
 {
     *has_data = FALSE;
     return vcf_sparse_extent_each_grain(path, stop_at_first, has_data, NULL, NULL, error);
+}
+
+static gboolean stop_at_zeroed(guint64 grain, guint32 gte, gpointer data)
+{
+    if (gte != 1)
+        return TRUE;
+    *(gboolean *)data = TRUE;
+    return FALSE;
+}
+
+gboolean vcf_sparse_extent_has_zeroed_grains(const char *path, gboolean *any, GError **error)
+{
+    *any = FALSE;
+    VcfSparseHeader le, h;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        vcf_set_errno(error, errno, path);
+        return FALSE;
+    }
+    gssize n = vcf_pread_all(fd, &le, sizeof le, 0, path, error);
+    close(fd);
+    if (n < 0)
+        return FALSE;
+    vcf_sparse_header_to_le(&le, &h);
+    if (n == (gssize)sizeof le && h.magic == VMDK_MAGIC && !(h.flags & FLAG_ZERO_GRAIN))
+        return TRUE;   /* entries 1 are sector numbers there, for every reader */
+    return vcf_sparse_extent_each_grain(path, stop_at_zeroed, any, NULL, NULL, error);
 }

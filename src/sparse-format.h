@@ -53,13 +53,17 @@ char *vcf_sparse_descriptor_text(guint32 cid, guint32 parent_cid, const char *pa
 /* KEY's value in descriptor TEXT as a CID: 1 to 8 hex digits. */
 gboolean vcf_sparse_parse_cid(const char *text, const char *key, guint32 *out);
 /* Calls FUNC (when not NULL) for every grain the extent at PATH (ours or VMware's, no
- * checksums needed) holds, data or zeroed, in order, until FUNC returns
- * FALSE; sets its *CAPACITY (bytes) and *GRAIN_SECTORS. EINVAL if it is
- * not a hosted sparse extent. */
-typedef gboolean (*VcfGrainFunc)(guint64 grain, gpointer data);
+ * checksums needed) holds, data or zeroed, with its table entry, in order,
+ * until FUNC returns FALSE; sets its *CAPACITY (bytes) and *GRAIN_SECTORS.
+ * EINVAL if it is not a hosted sparse extent. */
+typedef gboolean (*VcfGrainFunc)(guint64 grain, guint32 gte, gpointer data);
 gboolean vcf_sparse_extent_each_grain(const char *path, VcfGrainFunc func, gpointer data,
                                       guint64 *capacity, guint64 *grain_sectors,
                                       GError **error);
 /* Whether the extent at PATH (ours or VMware's, no checksums needed)
  * holds any grain: *HAS_DATA. EINVAL if it is not a hosted sparse extent. */
 gboolean vcf_sparse_extent_has_data(const char *path, gboolean *has_data, GError **error);
+/* Whether the extent at PATH has zeroed grains (entry 1 with the header's
+ * zeroed-grain flag), which libvmdk 20200926 reads as the sector entry 1
+ * points to: *ANY. EINVAL if it is not a hosted sparse extent. */
+gboolean vcf_sparse_extent_has_zeroed_grains(const char *path, gboolean *any, GError **error);

@@ -1,0 +1,33 @@
+/* The read-only layers below a clone's store, top first: a link of a
+ * VMware chain is one level of the stack, made of its extents (layer.h).
+ * One lookup finds the level that holds a grain, at any depth: the answer
+ * for each VCF_GRAIN_SIZE unit is found once, top down, and remembered
+ * (the layers never change while the stack is open).
+ *
+ * Levels are read by our own readers (layer-sparse.c, layer-flat.c) from
+ * the top of the chain down to the first link they cannot serve; that link
+ * and all below it are one libvmdk level (layer-vmdk.c). */
+#pragma once
+#include <glib.h>
+#include "parent.h"
+
+typedef struct VcfStack VcfStack;
+
+/* The stack of PARENT's chain (which libvmdk opened and checked). PARENT
+ * stays the caller's and must outlive the stack. A chain libvmdk would
+ * misread and we cannot serve is EINVAL. */
+VcfStack *vcf_stack_new(VcfParent *parent, GError **error);
+void vcf_stack_free(VcfStack *stack);
+
+guint64 vcf_stack_get_size(const VcfStack *stack);
+/* How many levels, and how many of them libvmdk reads (0 or 1). */
+guint vcf_stack_get_depth(const VcfStack *stack);
+guint vcf_stack_get_vmdk_levels(const VcfStack *stack);
+
+/* Reads LEN bytes at OFFSET; bytes no level holds, and bytes past the end,
+ * read as zeros. Thread-safe. */
+gboolean vcf_stack_read(VcfStack *stack, void *buf, gsize len, guint64 offset,
+                        GError **error);
+/* Whether some level holds a byte of unit UNIT (offset / VCF_GRAIN_SIZE):
+ * *HELD. A libvmdk level holds everything. */
+gboolean vcf_stack_holds(VcfStack *stack, guint64 unit, gboolean *held, GError **error);
