@@ -334,7 +334,7 @@ START_US=$(now_us)
 
 # ---------------------------------------------------------------- setup
 
-echo "# making the library: a ${SIZE_GIB} GiB parent (Big), and sparse 1 and 64 GiB VMs for clone timing"
+echo "# making the library: a ${SIZE_GIB} GiB parent (Big), and sparse ${CLONE_SIZES[*]} GiB VMs for clone timing"
 bash "$TOP/scripts/make-sample-library.sh" --size 16 --big "$SIZE_GIB" "$LIB" >"$LOGS/library.log" 2>&1 ||
     die "make-sample-library.sh failed (see $LOGS/library.log)"
 PARENT=$LIB/Big/Big.vmdk

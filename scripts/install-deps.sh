@@ -10,7 +10,7 @@ packages=(
     fuse3
     # tests, the sample library and the benchmark
     qemu-utils qemu-system-common libvmdk-utils fio attr python3
-    fdisk e2fsprogs util-linux
+    fdisk e2fsprogs util-linux rsync borgbackup xfsprogs
 )
 missing=()
 for p in "${packages[@]}"; do

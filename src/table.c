@@ -19,6 +19,7 @@ struct VcfTable {
     gsize n_pages;
     gboolean any_dirty;
     char *file_name;
+    GArray *loaded;  /* gsize pairs: [start, end) of the table read from the file */
 };
 
 /* Reads the parts of the region that hold data; holes (a fresh store is all
@@ -41,6 +42,8 @@ static gboolean load_data(VcfTable *t, GError **error)
         if (vcf_pread_all(t->fd, t->data + (data - t->offset), stop - data, data,
                           t->file_name, error) < 0)
             return FALSE;
+        gsize range[2] = { (gsize)(data - t->offset), (gsize)(stop - t->offset) };
+        g_array_append_vals(t->loaded, range, 2);
         pos = stop;
     }
     return TRUE;
@@ -50,6 +53,7 @@ VcfTable *vcf_table_new(int fd, guint64 offset, gsize size, gboolean load,
                         const char *file_name, GError **error)
 {
     VcfTable *t = g_new0(VcfTable, 1);
+    t->loaded = g_array_new(FALSE, FALSE, sizeof(gsize));
     t->fd = fd;
     t->offset = offset;
     t->size = size;
@@ -82,11 +86,18 @@ void vcf_table_free(VcfTable *t)
         munmap(t->data, t->size ? t->size : 1);
     g_free(t->dirty);
     g_free(t->file_name);
+    g_array_unref(t->loaded);
     g_free(t);
 }
 
 guint8 *vcf_table_data(VcfTable *t) { return t->data; }
 gsize vcf_table_size(const VcfTable *t) { return t->size; }
+
+const gsize *vcf_table_loaded(const VcfTable *t, guint *n)
+{
+    *n = t->loaded->len / 2;
+    return (const gsize *)(void *)t->loaded->data;
+}
 gboolean vcf_table_is_dirty(const VcfTable *t) { return t->any_dirty; }
 
 void vcf_table_mark_dirty(VcfTable *t, gsize offset, gsize len)

@@ -18,6 +18,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfTable, vcf_table_free)
  * vcf_table_mark_dirty. */
 guint8 *vcf_table_data(VcfTable *table);
 gsize vcf_table_size(const VcfTable *table);
+/* The parts of the table LOAD read from the file, *N [start, end) byte
+ * pairs in order; every other byte was a hole and is zero, so a scan of
+ * what the file holds need look nowhere else. */
+const gsize *vcf_table_loaded(const VcfTable *table, guint *n);
 void vcf_table_mark_dirty(VcfTable *table, gsize offset, gsize len);
 gboolean vcf_table_is_dirty(const VcfTable *table);
 /* Writes the dirty pages (no fsync: the caller orders and syncs). */

@@ -2,10 +2,11 @@
 # Holes: SEEK_DATA and SEEK_HOLE on a clone's flat disk answer from the
 # layers' maps. The oracle is `qemu-img map` of the clone's stored delta
 # over its chain: the data ranges we report are exactly the ranges it says
-# some layer holds, for single-file and split sparse chains alike. cp --sparse=always, tar -S and rsync
-# -S copies of a clone restore identical bytes, and tar reads about as much
-# as the disk holds, not its virtual size (the daemon's read count, page
-# cache dropped).
+# some layer holds, for single-file and split sparse chains alike.
+# cp --sparse=always, tar -S, rsync -S and borg --sparse copies of a clone
+# restore identical bytes, and tar
+# and borg read about as much as the disk holds, not its virtual size (the
+# daemon's read count, page cache dropped). st_blocks is the store's own.
 # shellcheck disable=SC2119,SC2154  # make check sets top_srcdir; lib's functions take no args here
 # shellcheck source=tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
@@ -38,6 +39,10 @@ for src in Ubuntu Chain "Chain@Base install" TwoDisks Split; do
     f=$C/$src/$n/$n-flat.vmdk
     # Writes of its own: in a hole, over the parent's data, at the end.
     size=$(stat -c %s "$f")
+    # st_blocks: the store's own space, never 0 (tar takes 0 for all holes).
+    blocks=$(stat -c %b "$f")
+    [ "$blocks" -gt 0 ] && [ "$blocks" = "$(stat -c %b "$STORE/$n/$n.vmdk")" ] \
+        || fail "clones/$src/$n: st_blocks $blocks, the store has $(stat -c %b "$STORE/$n/$n.vmdk")"
     head -c 200000 /dev/urandom | dd of="$f" bs=200000 seek=$((30 * 1048576)) oflag=seek_bytes conv=notrunc status=none
     head -c 4096 /dev/urandom | dd of="$f" bs=4096 seek=$((size - 4096)) oflag=seek_bytes conv=notrunc status=none
     sync "$f"
@@ -69,15 +74,28 @@ read=$(( $(daemon_reads) - before ))
 mkdir -p "$T/untar"
 (cd "$T/untar" && tar -xSf "$T/h2.tar") || fail "tar -xSf"
 same_bytes "$T/untar/h2-flat.vmdk" "$f" "tar -S round trip"
-# libvmdk reads whole 64 KiB grains, and the store's grains are read whole
-# for their checksums: allow twice what is held, and 4 MiB besides.
+# The store's grains are read whole for their checksums: allow twice what
+# is held, and 4 MiB besides.
 [ "$read" -le $((2 * held + 4 * 1048576)) ] ||
     fail "tar -S of a disk holding $held bytes made the daemon read $read bytes (virtual size $size)"
 note "tar -cSf read $read bytes of a $size-byte disk holding $held"
-if command -v rsync >/dev/null; then
-    rsync -S "$f" "$T/rsync.img" || fail "rsync -S"
-    same_bytes "$T/rsync.img" "$f" "rsync -S copy"
-fi
+rsync -S "$f" "$T/rsync.img" || fail "rsync -S"
+same_bytes "$T/rsync.img" "$f" "rsync -S copy"
+# borg reads holes as holes with its fixed chunker and --sparse.
+export BORG_REPO=$T/borg BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_BASE_DIR=$T/borg-home
+borg init -q --encryption=none || fail "borg init"
+sync
+echo 3 >/proc/sys/vm/drop_caches
+before=$(daemon_reads)
+(cd "$C/Chain/h2" && borg create -q --sparse --chunker-params fixed,4194304 ::h2 h2-flat.vmdk) \
+    || fail "borg create --sparse"
+read=$(( $(daemon_reads) - before ))
+mkdir -p "$T/unborg"
+(cd "$T/unborg" && borg extract -q --sparse ::h2) || fail "borg extract --sparse"
+same_bytes "$T/unborg/h2-flat.vmdk" "$f" "borg create/extract --sparse round trip"
+[ "$read" -le $((2 * held + 4 * 1048576)) ] ||
+    fail "borg create --sparse of a disk holding $held bytes made the daemon read $read bytes (virtual size $size)"
+note "borg create --sparse read $read bytes of a $size-byte disk holding $held"
 unmount_lib
 finish_soft_fails
 note "SEEK_DATA/SEEK_HOLE follow qemu-img map; sparse copies are exact and skip holes"
