@@ -83,15 +83,15 @@ rsync -S "$f" "$T/rsync.img" || fail "rsync -S"
 same_bytes "$T/rsync.img" "$f" "rsync -S copy"
 # borg reads holes as holes with its fixed chunker and --sparse.
 export BORG_REPO=$T/borg BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_BASE_DIR=$T/borg-home
-borg init -q --encryption=none || fail "borg init"
+borg init --encryption=none >/dev/null 2>&1 || fail "borg init"
 sync
 echo 3 >/proc/sys/vm/drop_caches
 before=$(daemon_reads)
-(cd "$C/Chain/h2" && borg create -q --sparse --chunker-params fixed,4194304 ::h2 h2-flat.vmdk) \
+(cd "$C/Chain/h2" && borg create --sparse --chunker-params fixed,4194304 ::h2 h2-flat.vmdk) \
     || fail "borg create --sparse"
 read=$(( $(daemon_reads) - before ))
 mkdir -p "$T/unborg"
-(cd "$T/unborg" && borg extract -q --sparse ::h2) || fail "borg extract --sparse"
+(cd "$T/unborg" && borg extract --sparse ::h2) || fail "borg extract --sparse"
 same_bytes "$T/unborg/h2-flat.vmdk" "$f" "borg create/extract --sparse round trip"
 [ "$read" -le $((2 * held + 4 * 1048576)) ] ||
     fail "borg create --sparse of a disk holding $held bytes made the daemon read $read bytes (virtual size $size)"
