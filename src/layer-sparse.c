@@ -16,6 +16,7 @@
 #include "vcf-error.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -158,6 +159,12 @@ static void sparse_free(VcfLayer *layer)
 
 static const VcfLayerOps sparse_ops = { "sparse", sparse_run, sparse_read, sparse_free };
 
+static int cmp_u32(const void *a, const void *b)
+{
+    guint32 x = *(const guint32 *) a, y = *(const guint32 *) b;
+    return x < y ? -1 : x > y;
+}
+
 static gboolean load(SparseLayer *s, GError **error)
 {
     const char *path = s->base.path;
@@ -196,6 +203,20 @@ static gboolean load(SparseLayer *s, GError **error)
         return n < 0 ? FALSE : refuse(error, path, "grain directory cut short");
     for (guint64 i = 0; i < s->n_gts; i++)
         s->gd[i] = GUINT32_FROM_LE(s->gd[i]);
+    /* Tables lie inside the file and apart, as every writer lays them out:
+     * so their copies in memory never outgrow the file (a directory naming
+     * one table a million times would). Others are left to libvmdk. */
+    g_autofree guint32 *sorted = g_memdup2(s->gd, s->n_gts * 4);
+    qsort(sorted, s->n_gts, 4, cmp_u32);
+    guint64 gt_sectors = ((guint64) s->gtes_per_gt * 4 + SECTOR - 1) / SECTOR;
+    for (guint64 i = 0; i < s->n_gts; i++) {
+        if (sorted[i] == 0)
+            continue;
+        if (((guint64) sorted[i] + gt_sectors) * SECTOR > (guint64) st.st_size)
+            return refuse(error, path, "a grain table lies past the end of the file");
+        if (i + 1 < s->n_gts && (guint64) sorted[i] + gt_sectors > sorted[i + 1])
+            return refuse(error, path, "grain tables overlap");
+    }
     s->gts = g_new0(guint32 *, s->n_gts);
     return TRUE;
 }

@@ -103,9 +103,9 @@ gboolean vcf_sparse_extent_each_grain(const char *path, VcfGrainFunc func, gpoin
         ok = TRUE;
         goto out;
     }
-    /* The redundant directory, when there is one, is the one VMware
-     * writes first; either gives the same tables. */
-    guint64 gd = (h.flags & FLAG_RGD) && h.rgd_offset ? h.rgd_offset : h.gd_offset;
+    /* The primary directory, as qemu-img and our layer reader read it
+     * (VMware keeps the redundant one the same). */
+    guint64 gd = h.gd_offset;
     guint64 grains = (h.capacity + h.grain_size - 1) / h.grain_size;
     guint64 n_gts = (grains + h.gtes_per_gt - 1) / h.gtes_per_gt;
     gsize gt_bytes = h.gtes_per_gt * 4u;

@@ -190,6 +190,10 @@ static gboolean open_extents(VcfVmdkLink *link, const char *disk, gboolean singl
             vcf_set_bfio_error(error, &berr, "%s: extent %s", disk, real);
             return FALSE;
         }
+        if (ext.size > G_MAXUINT64 - start) {
+            g_set_error(error, VCF_ERROR, EINVAL, "%s: extents add up past 2^64 bytes", disk);
+            return FALSE;
+        }
         if (extents != NULL) {
             guint64 grain_sectors = 0;
             ext.start = start;
