@@ -391,13 +391,16 @@ D_VCF=$(direct_flag "$VCF_READ")
 D_QSD=$(direct_flag "$QSD_READ")
 D_RAW=$(direct_flag "$RAW")
 echo "# reads: fio, ${RUNTIME} s each, over the whole ${SIZE_GIB} GiB disk"
-read_test() { # LABEL KIND RW BS JOBS
-    local label=$1 kind=$2 rw=$3 bs=$4 jobs=$5 a b c
+# read_test LABEL KIND RW BS JOBS; with WARM=1 the page cache is kept
+# (fio_run) and the raw copy is read buffered, from it.
+read_test() {
+    local label=$1 kind=$2 rw=$3 bs=$4 jobs=$5 a b c raw_opts=() raw_name=raw
+    if (( ${WARM:-0} )); then raw_opts=(--direct=0); raw_name="raw (page cache)"; fi
     a=$(value "$kind" "$(fio_run vcf "$VCF_READ" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME")")
     b=$(value "$kind" "$(fio_run qsd "$QSD_READ" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME")")
-    c=$(value "$kind" "$(fio_run raw "$RAW" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME")")
+    c=$(value "$kind" "$(fio_run raw "$RAW" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME" "${raw_opts[@]}")")
     add_row "$label" "$a" "$b" "$c" "$(ratio "$a" "$b")"
-    printf '  %-34s vmclonefs %s, qsd %s, raw %s\n' "$label" "$a" "$b" "$c"
+    printf '  %-34s vmclonefs %s, qsd %s, %s %s\n' "$label" "$a" "$b" "$raw_name" "$c"
 }
 # cpu_s PID: user + system CPU seconds the process has used so far.
 cpu_s() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
@@ -422,17 +425,9 @@ read_test "rand read 4 KiB, 4 jobs (IOPS)" iops randread 4k 4
 # Warm: what the daemons cost once their image files are in the page cache.
 echo "# warm reads: parent and raw copy in the page cache, not dropped; raw read buffered"
 cat "$PARENT" "$RAW" >/dev/null
-warm_test() { # LABEL KIND RW BS JOBS
-    local label=$1 kind=$2 rw=$3 bs=$4 jobs=$5 a b c
-    a=$(value "$kind" "$(WARM=1 fio_run vcf "$VCF_READ" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME")")
-    b=$(value "$kind" "$(WARM=1 fio_run qsd "$QSD_READ" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME")")
-    c=$(value "$kind" "$(WARM=1 fio_run raw "$RAW" "$rw" "$bs" "$jobs" --time_based --runtime="$RUNTIME" --direct=0)")
-    add_row "$label" "$a" "$b" "$c" "$(ratio "$a" "$b")"
-    printf '  %-34s vmclonefs %s, qsd %s, raw (page cache) %s\n' "$label" "$a" "$b" "$c"
-}
-warm_test "warm seq read 1 MiB (MiB/s)" mib read 1M 1
-warm_test "warm rand read 4 KiB, 1 job (IOPS)" iops randread 4k 1
-warm_test "warm rand read 4 KiB, 4 jobs (IOPS)" iops randread 4k 4
+WARM=1 read_test "warm seq read 1 MiB (MiB/s)" mib read 1M 1
+WARM=1 read_test "warm rand read 4 KiB, 1 job (IOPS)" iops randread 4k 1
+WARM=1 read_test "warm rand read 4 KiB, 4 jobs (IOPS)" iops randread 4k 4
 
 stop_qsd "$QSD_PID" "$QSD_READ"
 

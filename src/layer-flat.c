@@ -14,14 +14,6 @@ typedef struct {
     guint64 file_offset;
 } FlatLayer;
 
-static gboolean flat_run(VcfLayer *layer, guint64 offset, guint64 max, gboolean *held,
-                         guint64 *len, GError **error)
-{
-    *held = TRUE;
-    *len = MIN(max, layer->size - offset);
-    return TRUE;
-}
-
 static gboolean flat_read(VcfLayer *layer, void *buf, gsize len, guint64 offset,
                           GError **error)
 {
@@ -46,7 +38,7 @@ static void flat_free(VcfLayer *layer)
     g_free(layer);
 }
 
-static const VcfLayerOps flat_ops = { "flat", flat_run, flat_read, flat_free };
+static const VcfLayerOps flat_ops = { "flat", vcf_layer_run_all, flat_read, flat_free };
 
 VcfLayer *vcf_layer_flat_new(int fd, const char *path, guint64 file_offset, guint64 size)
 {

@@ -10,14 +10,6 @@ typedef struct {
     VcfParent *parent;
 } VmdkLayer;
 
-static gboolean vmdk_run(VcfLayer *layer, guint64 offset, guint64 max, gboolean *held,
-                         guint64 *len, GError **error)
-{
-    *held = TRUE;
-    *len = MIN(max, layer->size - offset);
-    return TRUE;
-}
-
 static gboolean vmdk_read(VcfLayer *layer, void *buf, gsize len, guint64 offset,
                           GError **error)
 {
@@ -31,7 +23,7 @@ static void vmdk_free(VcfLayer *layer)
     g_free(layer);
 }
 
-static const VcfLayerOps vmdk_ops = { "vmdk", vmdk_run, vmdk_read, vmdk_free };
+static const VcfLayerOps vmdk_ops = { "vmdk", vcf_layer_run_all, vmdk_read, vmdk_free };
 
 VcfLayer *vcf_layer_vmdk_new(VcfParent *parent)
 {

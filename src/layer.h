@@ -39,6 +39,15 @@ struct VcfLayer {
     char *path;       /* the file it reads, for messages */
 };
 
+/* The run of a layer that holds every byte of its range (flat, libvmdk). */
+static inline gboolean vcf_layer_run_all(VcfLayer *layer, guint64 offset, guint64 max,
+                                         gboolean *held, guint64 *len, GError **error)
+{
+    *held = TRUE;
+    *len = MIN(max, layer->size - offset);
+    return TRUE;
+}
+
 static inline void vcf_layer_free(VcfLayer *layer)
 {
     if (layer != NULL)

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "sparse.h"
+#include "sparse-private.h"
 #include "descriptor.h"
 #include "sparse-format.h"
 #include "fileutil.h"
@@ -13,31 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-struct VcfSparse {
-    char *path;
-    int fd;
-    gboolean writable;
-    VcfSparseHeader header;        /* host byte order */
-    guint64 capacity;           /* bytes */
-    guint64 n_grains;
-    guint64 gt_start;           /* byte offset of the first grain table */
-    VcfTable *gt;               /* every GT entry, grain order */
-    VcfGrainSums *sums;
-    guint64 next_sector;        /* where the next new grain goes */
-    char *descriptor;           /* the embedded descriptor text (meta once open) */
-    VcfGeometry geometry;       /* from the descriptor; never changes */
-    guint32 cid;                /* atomic: renewed by the first write of a session */
-    guint32 parent_cid;
-    char *parent_hint;
-    /* Writers of different grains run at once; this guards what they
-     * share: next_sector, the tables' entries and dirty pages, the session
-     * state. GT entries are also read without it, atomically. */
-    GMutex meta;
-    gboolean session_started;   /* CID renewed and unclean flag set */
-    gboolean data_unsynced;
-    guint64 recovered;
-};
 
 /* ---- small I/O helpers ---------------------------------------------- */
 
@@ -55,7 +31,7 @@ static gssize pread_full(VcfSparse *s, void *buf, gsize len, guint64 off,
     return vcf_pread_all(s->fd, buf, len, off, s->path, error);
 }
 
-static gboolean sync_fd(VcfSparse *s, GError **error)
+gboolean vcf_sparse_sync_fd(VcfSparse *s, GError **error)
 {
     if (fdatasync(s->fd) < 0) {
         int e = errno;
@@ -66,7 +42,7 @@ static gboolean sync_fd(VcfSparse *s, GError **error)
     return TRUE;
 }
 
-static gboolean write_header(VcfSparse *s, GError **error)
+gboolean vcf_sparse_write_header(VcfSparse *s, GError **error)
 {
     VcfSparseHeader le;
     vcf_sparse_header_to_le(&s->header, &le);
@@ -138,12 +114,12 @@ gboolean vcf_sparse_set_extent_name(VcfSparse *s, const char *name, GError **err
         g_set_error(error, VCF_ERROR, EINVAL, "%s: descriptor has no sparse extent line", s->path);
         return FALSE;
     }
-    return write_descriptor(s, g_strjoinv("\n", lines), error) && sync_fd(s, error);
+    return write_descriptor(s, g_strjoinv("\n", lines), error) && vcf_sparse_sync_fd(s, error);
 }
 
-/* ---- create / open / close --------------------------------------------- */
+/* ---- open / close --------------------------------------------- */
 
-static VcfSparse *sparse_new(const char *path, int fd, gboolean writable)
+VcfSparse *vcf_sparse_alloc(const char *path, int fd, gboolean writable)
 {
     VcfSparse *s = g_new0(VcfSparse, 1);
     s->path = g_strdup(path);
@@ -167,122 +143,14 @@ void vcf_sparse_free(VcfSparse *s)
     g_mutex_clear(&s->meta);
     g_free(s);
 }
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfSparse, vcf_sparse_free)
 
-static guint32 random_cid(void)
+guint32 vcf_sparse_random_cid(void)
 {
     guint32 c;
     do
         c = g_random_int();
     while (c == VCF_CID_NONE || c == 0);
     return c;
-}
-
-/* Writes a new, empty extent: header, descriptor, grain directory, and
- * holes for the tables. Durable on return; no checksum file. */
-static VcfSparse *write_new(const char *path, const VcfSparseParams *p,
-                            GError **error)
-{
-    guint64 capacity = (p->capacity + SECTOR - 1) / SECTOR * SECTOR;
-    if (capacity == 0 || capacity > MAX_CAPACITY) {
-        g_set_error(error, VCF_ERROR, EINVAL,
-                    "%s: a sparse VMDK holds 1 byte to 2 TiB, not %" G_GUINT64_FORMAT " bytes",
-                    path, p->capacity);
-        return NULL;
-    }
-    /* The hint goes between quotes on a line of its own. */
-    for (const char *c = p->parent_hint; c != NULL && *c; c++) {
-        if (*c == '"' || (guchar)*c < 0x20 || *c == 0x7f) {
-            g_set_error(error, VCF_ERROR, EINVAL, "%s: parent path %s holds a quote or a "
-                        "control character, which a VMDK descriptor cannot name", path,
-                        p->parent_hint);
-            return NULL;
-        }
-    }
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        g_autofree char *what = g_strdup_printf("creating %s", path);
-        vcf_set_errno(error, errno, what);
-        return NULL;
-    }
-    g_autoptr(VcfSparse) s = sparse_new(path, fd, TRUE);
-    g_autofree guint32 *dir = NULL;
-    g_autofree char *desc_block = NULL;
-    s->capacity = capacity;
-    s->n_grains = (capacity + VCF_GRAIN_SIZE - 1) / VCF_GRAIN_SIZE;
-    guint64 n_gts = (s->n_grains + GTES_PER_GT - 1) / GTES_PER_GT;
-    guint64 gd_sectors = (n_gts * 4 + SECTOR - 1) / SECTOR;
-    guint64 gd = DESC_SECTOR + DESC_SECTORS;
-    guint64 gt = gd + gd_sectors;
-    guint64 overhead = (gt + n_gts * GT_SECTORS + GRAIN_SECTORS - 1) / GRAIN_SECTORS * GRAIN_SECTORS;
-
-    s->cid = random_cid();
-    s->parent_cid = p->parent_cid;
-    s->parent_hint = g_strdup(p->parent_hint);
-    g_autofree char *base = g_path_get_basename(path);
-    s->descriptor = vcf_sparse_descriptor_text(s->cid, p->parent_cid, p->parent_hint,
-                                    capacity / SECTOR, base, p->geometry);
-    vcf_geometry_from_descriptor(&s->geometry, s->descriptor, capacity, "lsilogic");
-    s->header = (VcfSparseHeader){
-        .magic = VMDK_MAGIC, .version = 1, .flags = FLAG_NL_DETECT,
-        .capacity = capacity / SECTOR, .grain_size = GRAIN_SECTORS,
-        .desc_offset = DESC_SECTOR, .desc_size = DESC_SECTORS,
-        .gtes_per_gt = GTES_PER_GT, .rgd_offset = 0, .gd_offset = gd,
-        .overhead = overhead, .unclean_shutdown = 0,
-        .nl_single = '\n', .nl_non = ' ', .nl_double1 = '\r', .nl_double2 = '\n',
-    };
-    s->gt_start = gt * SECTOR;
-    s->next_sector = overhead;
-    if (strlen(s->descriptor) >= DESC_SECTORS * SECTOR) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s: parent name too long for the descriptor", path);
-        goto fail;
-    }
-
-    /* Grain directory: every table preallocated, back to back, as VMware
-     * lays them out; the tables themselves are holes (zeros) until used. */
-    dir = g_new0(guint32, gd_sectors * SECTOR / 4);
-    for (guint64 i = 0; i < n_gts; i++)
-        dir[i] = GUINT32_TO_LE((guint32)(gt + i * GT_SECTORS));
-    desc_block = g_malloc0(DESC_SECTORS * SECTOR);
-    memcpy(desc_block, s->descriptor, strlen(s->descriptor));
-    if (!write_header(s, error)
-        || !pwrite_all(s, desc_block, DESC_SECTORS * SECTOR, DESC_SECTOR * SECTOR, error)
-        || !pwrite_all(s, dir, gd_sectors * SECTOR, gd * SECTOR, error))
-        goto fail;
-    if (ftruncate(fd, overhead * SECTOR) < 0) {
-        vcf_set_errno(error, errno, path);
-        goto fail;
-    }
-    s->gt = vcf_table_new(fd, s->gt_start, s->n_grains * 4, FALSE, path, error);
-    if (s->gt == NULL || !sync_fd(s, error))
-        goto fail;
-    return g_steal_pointer(&s);
-fail:
-    unlink(path);
-    return NULL;
-}
-
-VcfSparse *vcf_sparse_create(const char *path, const VcfSparseParams *p,
-                             GError **error)
-{
-    g_autoptr(VcfSparse) s = write_new(path, p, error);
-    if (s == NULL)
-        return NULL;
-    g_autofree char *sums_path = g_strconcat(path, ".xxh", NULL);
-    s->sums = vcf_grain_sums_create(sums_path, s->n_grains, s->cid, error);
-    if (s->sums == NULL) {
-        unlink(path);
-        return NULL;
-    }
-    return g_steal_pointer(&s);
-}
-
-gboolean vcf_sparse_create_extent(const char *path, const VcfSparseParams *p,
-                                  GError **error)
-{
-    VcfSparse *s = write_new(path, p, error);
-    vcf_sparse_free(s);
-    return s != NULL;
 }
 
 static gboolean bad(GError **error, const char *path, const char *why)
@@ -421,7 +289,7 @@ VcfSparse *vcf_sparse_open(const char *path, gboolean writable, GError **error)
         vcf_set_errno(error, errno, what);
         return NULL;
     }
-    g_autoptr(VcfSparse) s = sparse_new(path, fd, writable);
+    g_autoptr(VcfSparse) s = vcf_sparse_alloc(path, fd, writable);
     struct stat st;
     if (fstat(fd, &st) < 0) {
         vcf_set_errno(error, errno, path);
@@ -443,7 +311,7 @@ VcfSparse *vcf_sparse_open(const char *path, gboolean writable, GError **error)
             return NULL;
         if (writable && s->header.unclean_shutdown) {
             s->header.unclean_shutdown = 0;
-            if (!write_header(s, error) || !sync_fd(s, error))
+            if (!vcf_sparse_write_header(s, error) || !vcf_sparse_sync_fd(s, error))
                 return NULL;
         }
     }
@@ -457,7 +325,7 @@ gboolean vcf_sparse_close(VcfSparse *s, GError **error)
         ok = vcf_sparse_sync(s, error);
         if (ok && s->session_started) {
             s->header.unclean_shutdown = 0;
-            ok = write_header(s, error) && sync_fd(s, error);
+            ok = vcf_sparse_write_header(s, error) && vcf_sparse_sync_fd(s, error);
         }
     }
     vcf_sparse_free(s);
@@ -540,8 +408,8 @@ static gboolean start_session(VcfSparse *s, GError **error)
     if (s->session_started)
         return TRUE;
     s->header.unclean_shutdown = 1;
-    if (!write_new_cid(s, random_cid(), error) || !write_header(s, error)
-        || !sync_fd(s, error))
+    if (!write_new_cid(s, vcf_sparse_random_cid(), error) || !vcf_sparse_write_header(s, error)
+        || !vcf_sparse_sync_fd(s, error))
         return FALSE;
     s->session_started = TRUE;
     return TRUE;
@@ -593,12 +461,12 @@ gboolean vcf_sparse_sync(VcfSparse *s, GError **error)
     if (!s->writable || (!s->data_unsynced && !vcf_table_is_dirty(s->gt)))
         return TRUE;
     /* Data and sums first, then the entries that point at the data. */
-    if (!sync_fd(s, error))
+    if (!vcf_sparse_sync_fd(s, error))
         return FALSE;
     vcf_grain_sums_set_cid(s->sums, s->cid);
     if (!vcf_grain_sums_sync(s->sums, error))
         return FALSE;
-    if (!vcf_table_write_dirty(s->gt, error) || !sync_fd(s, error))
+    if (!vcf_table_write_dirty(s->gt, error) || !vcf_sparse_sync_fd(s, error))
         return FALSE;
     s->data_unsynced = FALSE;
     return TRUE;

@@ -95,23 +95,19 @@ static gboolean vmdk_level(Level *l, const GPtrArray *links, guint from,
                            const char *confine, guint n_chains, GError **error)
 {
     const VcfChainLink *top = links->pdata[from];
+    /* What libvmdk would read wrong is refused rather than served. */
     for (guint i = from; i < links->len; i++) {
         const VcfChainLink *link = links->pdata[i];
         for (guint j = 0; j < link->extents->len; j++) {
-            if (g_array_index(link->extents, VcfChainExtent, j).misread) {
+            const VcfChainExtent *e = &g_array_index(link->extents, VcfChainExtent, j);
+            gboolean zeroed = FALSE;
+            if (e->misread) {
                 g_set_error(error, VCF_ERROR, EINVAL, "%s: an extent of %s starts where "
                             "libvmdk misreads it (a flat one inside its file, a sparse one "
                             "inside a grain), and only libvmdk reads this chain: not supported",
                             top->path, link->path);
                 return FALSE;
             }
-        }
-    }
-    for (guint i = from; i < links->len; i++) {
-        const VcfChainLink *link = links->pdata[i];
-        for (guint j = 0; j < link->extents->len; j++) {
-            const VcfChainExtent *e = &g_array_index(link->extents, VcfChainExtent, j);
-            gboolean zeroed = FALSE;
             if (e->kind == VCF_EXTENT_SPARSE
                 && vcf_sparse_extent_has_zeroed_grains(e->path, &zeroed, NULL) && zeroed) {
                 g_set_error(error, VCF_ERROR, EINVAL, "%s: %s has zeroed grains, which "

@@ -1,0 +1,45 @@
+/* What sparse.c (the store's I/O) and sparse-create.c (making one) share:
+ * the store itself and a few helpers. Not for other files. */
+#pragma once
+#include <glib.h>
+#include "descriptor.h"
+#include "grain-sums.h"
+#include "sparse.h"
+#include "sparse-format.h"
+#include "table.h"
+
+struct VcfSparse {
+    char *path;
+    int fd;
+    gboolean writable;
+    VcfSparseHeader header;        /* host byte order */
+    guint64 capacity;           /* bytes */
+    guint64 n_grains;
+    guint64 gt_start;           /* byte offset of the first grain table */
+    VcfTable *gt;               /* every GT entry, grain order */
+    VcfGrainSums *sums;
+    guint64 next_sector;        /* where the next new grain goes */
+    char *descriptor;           /* the embedded descriptor text (meta once open) */
+    VcfGeometry geometry;       /* from the descriptor; never changes */
+    guint32 cid;                /* atomic: renewed by the first write of a session */
+    guint32 parent_cid;
+    char *parent_hint;
+    /* Writers of different grains run at once; this guards what they
+     * share: next_sector, the tables' entries and dirty pages, the session
+     * state. GT entries are also read without it, atomically. */
+    GMutex meta;
+    gboolean session_started;   /* CID renewed and unclean flag set */
+    gboolean data_unsynced;
+    guint64 recovered;
+};
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfSparse, vcf_sparse_free)
+
+/* A store for FD (taken) at PATH, nothing loaded yet. */
+VcfSparse *vcf_sparse_alloc(const char *path, int fd, gboolean writable);
+/* A CID for new contents: neither 0 nor ffffffff. */
+guint32 vcf_sparse_random_cid(void);
+/* The header (host order in S) to sector 0, and fdatasync: errors name
+ * the file, ENOSPC for a full disk, EIO otherwise. */
+gboolean vcf_sparse_write_header(VcfSparse *s, GError **error);
+gboolean vcf_sparse_sync_fd(VcfSparse *s, GError **error);
