@@ -89,9 +89,23 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
     GError *error = NULL;
     gint64 t0 = g_get_monotonic_time();
     log_source_warnings(m, source, name);
+    /* A clone as the source is frozen through its open disks. It stays in
+     * m->clones meanwhile: it leaves only under ns_lock, which we hold. */
+    g_mutex_lock(&m->lock);
+    OpenClone *src = strchr(source, '@') == NULL && vcf_clone_exists(m->lib, source)
+        ? open_clone_locked(m, source, NULL) : NULL;
+    g_mutex_unlock(&m->lock);
     /* mkdir returns once the clone exists: wait for the job. */
-    g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name, NULL, NULL);
-    if (!vcf_job_wait(job, &error)) {
+    g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name,
+                                                 src ? src->clone : NULL, NULL, NULL);
+    gboolean made = vcf_job_wait(job, &error);
+    if (src != NULL) {
+        /* Its layers changed: so did the files it protects. */
+        g_mutex_lock(&m->lock);
+        protect_refresh(m);
+        g_mutex_unlock(&m->lock);
+    }
+    if (!made) {
         g_prefix_error(&error, "mkdir clones/%s/%s: ", source, name);
         /* A failed mkdir always says why, ENOENT included (a missing
          * disk), unlike the lookups reply_gerror keeps quiet about. */
@@ -207,10 +221,15 @@ static VcfCloneInfo *clone_at_rest(VcfMount *m, const char *source, const char *
         return NULL;
     }
     GError *error = NULL;
+    g_autofree char *act = g_strdup_printf("%s clones/%s/%s", what, source, name);
     VcfCloneInfo *info = vcf_clone_info_load(m->lib, name, &error);
+    /* Clones on its frozen layers need its folder as it is. */
+    if (info != NULL && !vcf_clone_check_no_dependents(m->lib, name, act, &error))
+        g_clear_pointer(&info, vcf_clone_info_free);
     if (info == NULL) {
         *err = vcf_error_errno(error);
-        *why = g_strdup_printf("%s clones/%s/%s: %s", what, source, name, error->message);
+        *why = g_str_has_prefix(error->message, act) ? g_strdup(error->message)
+            : g_strdup_printf("%s: %s", act, error->message);
         g_error_free(error);
         g_mutex_lock(&m->lock);
         g_hash_table_remove(m->closing, name);
@@ -376,14 +395,27 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
     gboolean disk = p != NULL && p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat);
+    g_autofree char *config_of = p != NULL && p->kind == NODE_CLONE && !disk
+        && g_str_has_suffix(name, ".vmx") && strlen(name) == strlen(p->clone) + 4
+        && strncmp(name, p->clone, strlen(p->clone)) == 0 ? g_strdup(p->clone) : NULL;
     g_mutex_unlock(&m->lock);
     if (disk)
         g_rw_lock_writer_lock(&m->pass_writes);
     g_mutex_lock(&m->ns_lock);
+    /* The config of a clone others were made from stays, as its disks do
+     * (read here, before m->lock: ns_lock keeps new clones out meanwhile). */
+    GError *deps = NULL;
+    if (config_of != NULL) {
+        g_autofree char *act = g_strdup_printf("rm %s", name);
+        vcf_clone_check_no_dependents(m->lib, config_of, act, &deps);
+    }
     g_mutex_lock(&m->lock);
     p = node_get(&m->nodes, parent);
     if (p == NULL) {
         err = ENOENT;
+    } else if (deps != NULL) {
+        err = EBUSY;
+        why = g_strdup(deps->message);
     } else if (disk && p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat)) {
         g_autofree char *source = g_strdup(p->source);
         g_autofree char *clone = g_strdup(p->clone);
@@ -418,6 +450,7 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     g_mutex_unlock(&m->lock);
     g_mutex_unlock(&m->ns_lock);
+    g_clear_error(&deps);
     if (disk)
         g_rw_lock_writer_unlock(&m->pass_writes);
     reply_errno(req, err, why);

@@ -92,6 +92,10 @@ static gboolean classify(VcfMount *m, const Node *parent, const char *name,
         GError *why = NULL;
         g_autoptr(VcfVm) vm = vcf_library_load_vm(m->lib, vm_name, &why);
         const char *snap = strchr(name, '@');
+        /* A clone is a source too (a VM of its name comes first). */
+        if (vm == NULL && snap == NULL && g_error_matches(why, VCF_ERROR, ENOENT)
+            && vcf_clone_exists(m->lib, name))
+            g_clear_error(&why);
         if (vm != NULL && snap != NULL && vcf_vm_find_snapshot(vm, snap + 1) == NULL)
             g_set_error(&why, VCF_ERROR, ENOENT, "VM %s has no snapshot named \"%s\"",
                         vm->name, snap + 1);
@@ -191,13 +195,17 @@ gboolean node_stat(VcfMount *m, const Node *n, struct stat *st, GError **error)
         if (n->disk >= vcf_clone_n_disks(oc->clone))
             return no_entry(error, n->path);
         VcfDisk *disk = vcf_clone_get_disk(oc->clone, n->disk);
-        VcfSparse *store = vcf_disk_get_store(disk);
-        if (!stat_path(vcf_sparse_get_path(store), st, error))
+        if (!stat_path(vcf_disk_get_path(disk), st, error))
             return FALSE;
         if (n->kind == NODE_FLAT) {
+            guint32 cid;
+            VcfGeometry geo;
+            guint64 frozen = 0;
+            vcf_disk_describe(disk, &cid, &geo, &frozen, NULL);
             st->st_mode = S_IFREG | 0644;
             st->st_size = vcf_disk_get_size(disk);
-            /* st_blocks stays the store's: what the clone costs on disk. */
+            /* What the clone costs on disk: its store and frozen layers. */
+            st->st_blocks += frozen / 512;
         } else {
             g_autofree char *text = disk_descriptor(n->stem, disk);
             st->st_mode = S_IFREG | 0644;   /* opened read/write by hypervisors */

@@ -64,7 +64,7 @@ const char *protected_fd_by(VcfMount *m, int fd)
 
 static void protect_clone(VcfMount *m, const char *name, OpenClone *oc)
 {
-    GPtrArray *files = vcf_clone_parent_files(oc->clone);
+    g_autoptr(GPtrArray) files = vcf_clone_parent_files(oc->clone);
     for (guint i = 0; i < files->len; i++)
         protect_file(m, g_ptr_array_index(files, i), name);
 }
@@ -163,10 +163,15 @@ void protect_refresh(VcfMount *m)
 
 char *disk_descriptor(const char *stem, VcfDisk *disk)
 {
-    VcfSparse *store = vcf_disk_get_store(disk);
     VcfGeometry geo;
-    vcf_sparse_get_geometry(store, &geo);
-    return vcf_flat_descriptor(stem, vcf_disk_get_size(disk), vcf_sparse_get_cid(store), &geo);
+    guint32 cid;
+    guint64 frozen;
+    if (!vcf_disk_describe(disk, &cid, &geo, &frozen, NULL)) {
+        /* Broken: its reads say why; the text still describes its size. */
+        cid = VCF_CID_NONE;
+        vcf_geometry_default(&geo, vcf_disk_get_size(disk), "lsilogic");
+    }
+    return vcf_flat_descriptor(stem, vcf_disk_get_size(disk), cid, &geo);
 }
 
 const char *protected_by(VcfMount *m, const char *real)

@@ -83,6 +83,21 @@ static void list_sources(VcfMount *m, GPtrArray *list)
     }
 }
 
+/* Clones are sources too, listed after the VMs. */
+static void list_clone_sources(VcfMount *m, GPtrArray *list)
+{
+    g_autoptr(GPtrArray) names = vcf_clone_list(m->lib);
+    g_autoptr(GPtrArray) vms = vcf_library_list_vms(m->lib);
+    for (guint i = 0; i < names->len; i++) {
+        const char *name = g_ptr_array_index(names, i);
+        gboolean shadowed = FALSE;
+        for (guint j = 0; j < vms->len && !shadowed; j++)
+            shadowed = g_str_equal(name, g_ptr_array_index(vms, j));
+        if (!shadowed)
+            add_entry(list, name, S_IFDIR);
+    }
+}
+
 static void list_clones_of(VcfMount *m, GPtrArray *list, const char *source)
 {
     g_autoptr(GPtrArray) names = vcf_clone_list(m->lib);
@@ -129,6 +144,7 @@ static GPtrArray *list_node(VcfMount *m, const Node *n, GError **error)
         break;
     case NODE_CLONES:
         list_sources(m, list);
+        list_clone_sources(m, list);
         break;
     case NODE_SOURCE:
         list_clones_of(m, list, n->source);

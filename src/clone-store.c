@@ -2,6 +2,7 @@
 #include "clone-store.h"
 #include "clone-rename.h"
 #include "fileutil.h"
+#include "freeze.h"
 #include "names.h"
 #include "vcf-error.h"
 
@@ -23,6 +24,7 @@ void vcf_clone_info_free(VcfCloneInfo *info)
     g_free(info->base_snapshot);
     g_free(info->base_uid);
     g_free(info->type);
+    g_free(info->parent_clone);
     g_free(info->dir);
     g_clear_pointer(&info->stems, g_ptr_array_unref);
     g_clear_pointer(&info->unlinked, g_hash_table_unref);
@@ -81,6 +83,7 @@ VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **er
     info->base_uid = g_key_file_get_string(kf, INI_GROUP, "base-snapshot-uid", NULL);
     info->type = g_key_file_get_string(kf, INI_GROUP, "type", NULL);
     info->vm = g_key_file_get_string(kf, INI_GROUP, "vm", NULL);
+    info->parent_clone = g_key_file_get_string(kf, INI_GROUP, "parent-clone", NULL);
     if (info->vm == NULL && info->source != NULL)   /* written before "vm" was */
         info->vm = g_strndup(info->source, strcspn(info->source, "@"));
     /* A rename committed (the folder has the new name) but not tidied yet:
@@ -140,6 +143,47 @@ GPtrArray *vcf_clone_list(VcfLibrary *lib)
         g_dir_close(d);
     g_ptr_array_sort(names, str_cmp);
     return names;
+}
+
+gboolean vcf_clone_exists(VcfLibrary *lib, const char *name)
+{
+    if (name[0] == '.' || name[0] == '\0' || strchr(name, '/') != NULL)
+        return FALSE;
+    g_autofree char *ini = g_build_filename(vcf_library_store_root(lib), name, VCF_CLONE_INI, NULL);
+    return g_file_test(ini, G_FILE_TEST_IS_REGULAR);
+}
+
+GPtrArray *vcf_clone_dependents(VcfLibrary *lib, const char *name)
+{
+    g_autoptr(GPtrArray) names = vcf_clone_list(lib);
+    GPtrArray *out = NULL;
+    for (guint i = 0; i < names->len; i++) {
+        const char *n = g_ptr_array_index(names, i);
+        if (g_str_equal(n, name))
+            continue;
+        g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, n, NULL);
+        if (info == NULL || g_strcmp0(info->parent_clone, name) == 0) {
+            if (out == NULL)
+                out = g_ptr_array_new_with_free_func(g_free);
+            g_ptr_array_add(out, g_strdup(n));
+        }
+    }
+    return out;
+}
+
+gboolean vcf_clone_check_no_dependents(VcfLibrary *lib, const char *name, const char *what,
+                                       GError **error)
+{
+    g_autoptr(GPtrArray) deps = vcf_clone_dependents(lib, name);
+    if (deps == NULL)
+        return TRUE;
+    g_ptr_array_add(deps, NULL);
+    g_autofree char *list = g_strjoinv(", ", (char **)deps->pdata);
+    g_set_error(error, VCF_ERROR, EBUSY, "%s: clone %s is the source of linked clone%s %s, "
+                "which need%s its disks; delete %s first", what, name,
+                deps->len > 2 ? "s" : "", list, deps->len > 2 ? "" : "s",
+                deps->len > 2 ? "them" : "it");
+    return FALSE;
 }
 
 gboolean vcf_clone_check_new_name(VcfLibrary *lib, const char *name, GError **error)
@@ -273,7 +317,20 @@ gboolean vcf_clone_drop_disks(VcfLibrary *lib, const char *name, GError **error)
     }
     gsize n = 0;
     g_auto(GStrv) stems = g_key_file_get_string_list(kf, INI_GROUP, "disks", &n, NULL);
-    /* The data first: that frees space for clone.ini on a full disk. */
+    /* The data first: that frees space for clone.ini on a full disk. The
+     * frozen layers go too: no clone depends on them (the caller checked). */
+    GDir *dir = g_dir_open(info->dir, 0, NULL);
+    const char *e;
+    while (dir != NULL && (e = g_dir_read_name(dir)) != NULL) {
+        g_autofree char *p = g_build_filename(info->dir, e, NULL);
+        if (vcf_freeze_is_layer_name(e) && g_unlink(p) < 0 && errno != ENOENT) {
+            vcf_set_errno(error, errno, p);
+            g_dir_close(dir);
+            return FALSE;
+        }
+    }
+    if (dir != NULL)
+        g_dir_close(dir);
     for (gsize i = 0; i < n; i++) {
         g_autofree char *delta = g_strconcat(info->dir, "/", stems[i], ".vmdk", NULL);
         g_autofree char *sums = g_strconcat(delta, ".xxh", NULL);
@@ -365,8 +422,13 @@ guint vcf_clone_recover(VcfLibrary *lib, GPtrArray *problems)
         } else if (e[0] != '.') {
             remove_temporaries(p);
             ok = vcf_clone_rename_recover(lib, e, &fixed, &error);
+            g_autoptr(VcfCloneInfo) info = ok ? vcf_clone_info_load(lib, e, NULL) : NULL;
+            for (guint i = 0; info != NULL && ok && i < info->stems->len; i++) {
+                g_autofree char *top = g_strconcat(info->dir, "/",
+                                                   (char *)info->stems->pdata[i], ".vmdk", NULL);
+                ok = vcf_freeze_recover(top, i, &fixed, &error);
+            }
             if (ok) {
-                g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, e, NULL);
                 if (info != NULL && info->disks_gone) {
                     ok = vcf_clone_drop_disks(lib, e, &error);
                     fixed = TRUE;

@@ -23,6 +23,7 @@ typedef struct {
     char *base_snapshot;   /* display name of the snapshot the clone is on */
     char *base_uid;        /* its uid in the VM's .vmsd; NULL if not recorded */
     char *type;            /* "linked" */
+    char *parent_clone;    /* the clone it was made from (its source), or NULL */
     char *dir;             /* its store folder */
     GPtrArray *stems;      /* char*: "NAME", "NAME_1", ... one per disk */
     GHashTable *unlinked;  /* shown disk file names removed with rm */
@@ -37,6 +38,16 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfCloneInfo, vcf_clone_info_free)
 
 /* Names of all clones, sorted. */
 GPtrArray *vcf_clone_list(VcfLibrary *lib);
+/* TRUE if clone NAME exists (its folder holds a clone.ini). */
+gboolean vcf_clone_exists(VcfLibrary *lib, const char *name);
+/* The clones made from clone NAME, which sit on its frozen layers or name
+ * it as their source: sorted names, NULL if none. A clone that cannot be
+ * read counts, naming itself: it may depend on NAME. */
+GPtrArray *vcf_clone_dependents(VcfLibrary *lib, const char *name);
+/* FALSE with EBUSY naming them, for WHAT ("rmdir clones/Ubuntu/web1"),
+ * when clone NAME has dependents. */
+gboolean vcf_clone_check_no_dependents(VcfLibrary *lib, const char *name, const char *what,
+                                       GError **error);
 
 /* EINVAL for a bad name, EEXIST if a clone or library folder has it. */
 gboolean vcf_clone_check_new_name(VcfLibrary *lib, const char *name, GError **error);

@@ -5,6 +5,7 @@
 #include "parent.h"
 #include "snapshot.h"
 #include "base-snapshot.h"
+#include "source.h"
 #include "sparse.h"
 #include "vcf-error.h"
 #include "vmx.h"
@@ -19,8 +20,10 @@
 
 struct VcfClone {
     char *name;
-    GPtrArray *disks;         /* VcfDisk */
-    GPtrArray *parent_files;  /* char* */
+    GPtrArray *disks;         /* VcfDisk, one per stem */
+    /* Protects parent_files, which a freeze replaces while others read it. */
+    GMutex files_lock;
+    GPtrArray *parent_files;  /* char*: what the disks' layers read */
 };
 
 /* ---- making a clone ------------------------------------------------------- */
@@ -94,25 +97,8 @@ static gboolean write_vmx(const VcfVm *vm, const char *name, GPtrArray *disks,
     return vcf_vmx_save(vmx, path, error);
 }
 
-/* What the clone sits on: a snapshot's disks, and who made it. */
-typedef struct {
-    GPtrArray *disks;       /* VcfVmDisk */
-    char *snapshot;         /* display name */
-    char *uid;
-    gboolean reused;        /* an earlier clone's base, unchanged since */
-    VcfSnapshotUndo *undo;  /* set when this mkdir took the snapshot */
-} Base;
-
-static void base_clear(Base *b)
-{
-    g_clear_pointer(&b->disks, g_ptr_array_unref);
-    g_free(b->snapshot);
-    g_free(b->uid);
-    vcf_snapshot_undo_free(b->undo);
-}
-
-static gboolean write_ini(const char *path, const char *source, const VcfVm *vm,
-                          const Base *base, const char *name, GError **error)
+static gboolean write_ini(const char *path, const char *source, const VcfSource *base,
+                          const char *name, GError **error)
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
@@ -121,7 +107,9 @@ static gboolean write_ini(const char *path, const char *source, const VcfVm *vm,
     for (guint i = 0; i < base->disks->len; i++)
         g_ptr_array_add(stems, vcf_disk_stem(name, i));
     g_key_file_set_string(kf, INI_GROUP, "source", source);
-    g_key_file_set_string(kf, INI_GROUP, "vm", vm->name);
+    g_key_file_set_string(kf, INI_GROUP, "vm", base->vm_name);
+    if (base->parent_clone != NULL)
+        g_key_file_set_string(kf, INI_GROUP, "parent-clone", base->parent_clone);
     g_key_file_set_string(kf, INI_GROUP, "base-snapshot", base->snapshot);
     if (base->uid != NULL)
         g_key_file_set_string(kf, INI_GROUP, "base-snapshot-uid", base->uid);
@@ -135,63 +123,10 @@ static gboolean write_ini(const char *path, const char *source, const VcfVm *vm,
     return vcf_file_write_atomic(path, data, len, error);
 }
 
-/* Resolves SOURCE to its VM and the disks the clone will sit on; for the
- * current state, takes the snapshot that freezes them, or reuses the one
- * an earlier clone took if the VM has not changed since. */
-static VcfVm *resolve_source(VcfLibrary *lib, const char *source, const char *name,
-                             Base *base, GError **error)
-{
-    g_autofree char *vm_name = g_strndup(source, strcspn(source, "@"));
-    const char *snap = strchr(source, '@');
-    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, vm_name, error);
-    if (vm == NULL)
-        return NULL;
-    if (snap != NULL) {
-        const VcfSnapshot *s = vcf_vm_find_snapshot(vm, snap + 1);
-        if (s == NULL) {
-            g_set_error(error, VCF_ERROR, ENOENT, "VM %s has no snapshot named \"%s\"",
-                        vm->name, snap + 1);
-            return NULL;
-        }
-        guint same = vcf_vm_count_snapshots_named(vm, snap + 1);
-        if (same > 1) {
-            /* As VixVM_GetNamedSnapshot: VIX_E_SNAPSHOT_NONUNIQUE_NAME. */
-            g_set_error(error, VCF_ERROR, EINVAL, "VM %s has %u snapshots named \"%s\"; "
-                        "rename all but one in VMware to clone it", vm->name, same, snap + 1);
-            return NULL;
-        }
-        base->disks = g_ptr_array_ref(s->disks);
-        base->snapshot = g_strdup(s->display_name);
-        base->uid = g_strdup(s->uid);
-        return g_steal_pointer(&vm);
-    }
-    if (vm->power == VCF_POWER_ON) {
-        g_set_error(error, VCF_ERROR, EBUSY,
-                    "cannot make a linked clone of the current state of %s: it is powered on (%s); "
-                    "power it off, or clone one of its snapshots", vm->name, vm->power_reason);
-        return NULL;
-    }
-    if (vm->power == VCF_POWER_SUSPENDED) {
-        g_set_error(error, VCF_ERROR, EBUSY,
-                    "cannot make a linked clone of %s: it is suspended (%s); VMware refuses this "
-                    "with VIX_E_VM_IS_RUNNING (3007) because the suspended memory state would be lost",
-                    vm->name, vm->power_reason);
-        return NULL;
-    }
-    if (vm->disks->len == 0) {
-        g_set_error(error, VCF_ERROR, EINVAL, "%s has no virtual disk to clone", vm->vmx_path);
-        return NULL;
-    }
-    if (!vcf_base_take(lib, vm, name, &base->disks, &base->snapshot, &base->uid,
-                       &base->reused, &base->undo, error))
-        return NULL;
-    return g_steal_pointer(&vm);
-}
-
 /* Fills folder DIR with the clone's deltas, .vmx and clone.ini. */
 static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
-                           const VcfVm *vm, const Base *base, const char *source,
-                           const char *name, GError **error)
+                           const VcfSource *base, const char *source, const char *name,
+                           GError **error)
 {
     GPtrArray *disks = base->disks;
     for (guint i = 0; i < disks->len; i++) {
@@ -218,12 +153,12 @@ static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
     g_autofree char *vmx_name = g_strconcat(name, ".vmx", NULL);
     g_autofree char *vmx = g_build_filename(dir, vmx_name, NULL);
     g_autofree char *ini = g_build_filename(dir, VCF_CLONE_INI, NULL);
-    return write_vmx(vm, name, disks, vmx, error)
-        && write_ini(ini, source, vm, base, name, error);
+    return write_vmx(base->vm, name, disks, vmx, error)
+        && write_ini(ini, source, base, name, error);
 }
 
-gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
-                          GError **error)
+static gboolean create(VcfLibrary *lib, const char *source, const char *name,
+                       VcfClone *open_source, GError **error)
 {
     if (!vcf_clone_check_new_name(lib, name, error))
         return FALSE;
@@ -236,15 +171,13 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
         vcf_set_errno(error, errno, root);
         return FALSE;
     }
-    Base base = { 0 };
-    g_autoptr(VcfVm) vm = resolve_source(lib, source, name, &base, error);
-    if (vm == NULL) {
+    VcfSource base;
+    if (!vcf_source_resolve(lib, source, name, open_source, &base, error)) {
         vcf_remove_tree(tmp, NULL);
-        base_clear(&base);
         return FALSE;
     }
     /* Its files' names durable before the folder is renamed into place. */
-    gboolean ok = fill_store(lib, tmp, final, vm, &base, source, name, error)
+    gboolean ok = fill_store(lib, tmp, final, &base, source, name, error)
                   && vcf_fsync_dir(tmp, error);
     if (ok && g_rename(tmp, final) < 0) {
         int e = errno;
@@ -254,29 +187,37 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
     }
     if (!ok) {
         vcf_remove_tree(tmp, NULL);
-        /* Nothing ran in the new deltas yet: the VM goes back as it was. */
+        /* Nothing ran in the new deltas yet: the VM goes back as it was.
+         * A clone's frozen layer stays: its content is the clone's. */
         GError *e = NULL;
-        if (base.undo != NULL && !vcf_base_undo(lib, base.undo, vm->name, base.uid, &e)) {
+        if (base.undo != NULL && !vcf_base_undo(lib, base.undo, base.vm_name, base.uid, &e)) {
             if (error != NULL && *error != NULL) {
                 char *msg = g_strdup_printf("%s; taking back snapshot \"%s\" of %s failed "
                                             "too: %s", (*error)->message, base.snapshot,
-                                            vm->name, e->message);
+                                            base.vm_name, e->message);
                 g_free((*error)->message);
                 (*error)->message = msg;
             }
             g_error_free(e);
         }
-        base_clear(&base);
+        vcf_source_clear(&base);
         return FALSE;
     }
-    base_clear(&base);
+    vcf_source_clear(&base);
     return vcf_fsync_dir(root, error);
+}
+
+gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
+                          GError **error)
+{
+    return create(lib, source, name, NULL, error);
 }
 
 typedef struct {
     VcfLibrary *lib;
     char *source;
     char *name;
+    VcfClone *open_source;
 } CreateArgs;
 
 static void create_args_free(gpointer p)
@@ -290,13 +231,15 @@ static void create_args_free(gpointer p)
 static gboolean create_job_main(gpointer p, GError **error)
 {
     CreateArgs *a = p;
-    return vcf_clone_create(a->lib, a->source, a->name, error);
+    return create(a->lib, a->source, a->name, a->open_source, error);
 }
 
 VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
-                             VcfJobCallback callback, gpointer user_data)
+                             VcfClone *open_source, VcfJobCallback callback,
+                             gpointer user_data)
 {
     CreateArgs *a = g_new0(CreateArgs, 1);
+    a->open_source = open_source;
     a->lib = lib;
     a->source = g_strdup(source);
     a->name = g_strdup(name);
@@ -305,6 +248,14 @@ VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *na
 }
 
 /* ---- serving a clone -------------------------------------------------------- */
+
+static GPtrArray *collect_parent_files(VcfClone *c)
+{
+    GPtrArray *files = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < c->disks->len; i++)
+        vcf_disk_add_parent_files(g_ptr_array_index(c->disks, i), files);
+    return files;
+}
 
 VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
                          GError **error)
@@ -315,36 +266,43 @@ VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
     VcfClone *c = g_new0(VcfClone, 1);
     c->name = g_strdup(name);
     c->disks = g_ptr_array_new();
-    c->parent_files = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_init(&c->files_lock);
     for (guint i = 0; !info->disks_gone && i < info->stems->len; i++) {
         g_autofree char *file = g_strconcat(g_ptr_array_index(info->stems, i), ".vmdk", NULL);
         g_autofree char *path = g_build_filename(info->dir, file, NULL);
-        VcfSparse *store = vcf_sparse_open(path, TRUE, error);
-        if (store == NULL)
-            goto fail;
-        const char *hint = vcf_sparse_get_parent_hint(store);
-        VcfParent *parent = NULL;
-        if (hint != NULL) {
-            g_autofree char *ppath = g_path_is_absolute(hint) ? g_strdup(hint)
-                : g_build_filename(info->dir, hint, NULL);
-            parent = vcf_parent_open(ppath, vcf_library_root(lib), n_chains, error);
-            if (parent == NULL) {
-                g_prefix_error(error, "clone %s is broken: ", name);
-                vcf_sparse_free(store);
-                goto fail;
-            }
-            for (const char *const *f = vcf_parent_get_files(parent); *f; f++)
-                g_ptr_array_add(c->parent_files, g_strdup(*f));
+        VcfDisk *disk = vcf_disk_open(path, vcf_library_root(lib), n_chains, error);
+        if (disk == NULL) {
+            g_prefix_error(error, "clone %s is broken: ", name);
+            c->parent_files = g_ptr_array_new();
+            vcf_clone_close(c, NULL);
+            return NULL;
         }
-        VcfDisk *disk = vcf_disk_new(store, parent, error);
-        if (disk == NULL)
-            goto fail;
         g_ptr_array_add(c->disks, disk);
     }
+    c->parent_files = collect_parent_files(c);
     return c;
-fail:
-    vcf_clone_close(c, NULL);
-    return NULL;
+}
+
+gboolean vcf_clone_freeze(VcfClone *c, GPtrArray **layers, GError **error)
+{
+    g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(g_free);
+    gboolean ok = TRUE;
+    for (guint i = 0; ok && i < c->disks->len; i++) {
+        char *layer = NULL;
+        ok = vcf_disk_freeze(g_ptr_array_index(c->disks, i), i, &layer, error);
+        if (ok)
+            g_ptr_array_add(out, layer);
+    }
+    /* Disks frozen before a failure stay so: a layer more, the same bytes. */
+    GPtrArray *files = collect_parent_files(c);
+    g_mutex_lock(&c->files_lock);
+    GPtrArray *old = c->parent_files;
+    c->parent_files = files;
+    g_mutex_unlock(&c->files_lock);
+    g_ptr_array_unref(old);
+    if (ok)
+        *layers = g_steal_pointer(&out);
+    return ok;
 }
 
 gboolean vcf_clone_close(VcfClone *c, GError **error)
@@ -362,6 +320,7 @@ gboolean vcf_clone_close(VcfClone *c, GError **error)
     }
     g_ptr_array_unref(c->disks);
     g_ptr_array_unref(c->parent_files);
+    g_mutex_clear(&c->files_lock);
     g_free(c->name);
     g_free(c);
     return ok;
@@ -375,10 +334,19 @@ void vcf_clone_abandon(VcfClone *c)
         vcf_disk_abandon(g_ptr_array_index(c->disks, i));
     g_ptr_array_unref(c->disks);
     g_ptr_array_unref(c->parent_files);
+    g_mutex_clear(&c->files_lock);
     g_free(c->name);
     g_free(c);
 }
 
 guint vcf_clone_n_disks(const VcfClone *c) { return c->disks->len; }
 VcfDisk *vcf_clone_get_disk(VcfClone *c, guint i) { return g_ptr_array_index(c->disks, i); }
-GPtrArray *vcf_clone_parent_files(VcfClone *c) { return c->parent_files; }
+GPtrArray *vcf_clone_parent_files(VcfClone *c)
+{
+    g_mutex_lock(&c->files_lock);
+    GPtrArray *copy = g_ptr_array_new_full(c->parent_files->len, g_free);
+    for (guint i = 0; i < c->parent_files->len; i++)
+        g_ptr_array_add(copy, g_strdup(g_ptr_array_index(c->parent_files, i)));
+    g_mutex_unlock(&c->files_lock);
+    return copy;
+}

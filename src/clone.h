@@ -12,19 +12,24 @@
 #include "library.h"
 #include "clone-store.h"
 
+/* A clone opened for serving: one composed disk per stem. */
+typedef struct VcfClone VcfClone;
+
 /* Makes linked clone NAME of SOURCE: "VM" (its current state; takes a
- * snapshot of VM, which must be powered off) or "VM@SNAPSHOT" (that
- * snapshot's display name). Errors: EINVAL (bad name), EEXIST, ENOENT
- * (unknown VM or snapshot), EBUSY (VM running or suspended), EIO. */
+ * snapshot of VM, which must be powered off), "VM@SNAPSHOT" (that
+ * snapshot's display name) or "CLONE" (its current state: its disks are
+ * frozen, see vcf_clone_freeze). Errors: EINVAL (bad name), EEXIST, ENOENT
+ * (unknown VM, clone or snapshot), EBUSY (source running or suspended), EIO. */
 gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
                           GError **error);
 /* The same as a job, VixVM_Clone's shape: returns at once; CALLBACK (may
  * be NULL) runs when the clone exists or has failed; vcf_job_wait gives the
- * result. LIB must outlive the job. */
+ * result. LIB must outlive the job. OPEN_SOURCE: when SOURCE is a clone
+ * that is open, that clone (frozen through its open disks, which must not
+ * be closed before the job ends); NULL otherwise. */
 VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
-                             VcfJobCallback callback, gpointer user_data);
-/* A clone opened for serving: one composed disk per stem. */
-typedef struct VcfClone VcfClone;
+                             VcfClone *open_source, VcfJobCallback callback,
+                             gpointer user_data);
 VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
                          GError **error);
 gboolean vcf_clone_close(VcfClone *clone, GError **error);
@@ -33,5 +38,9 @@ gboolean vcf_clone_close(VcfClone *clone, GError **error);
 void vcf_clone_abandon(VcfClone *clone);
 guint vcf_clone_n_disks(const VcfClone *clone);
 VcfDisk *vcf_clone_get_disk(VcfClone *clone, guint i);
-/* Files the clone's parents read (realpaths), for protecting them. */
+/* Files the clone's parents read (realpaths), for protecting them: a new
+ * array of char*, the caller's. */
 GPtrArray *vcf_clone_parent_files(VcfClone *clone);
+/* Freezes every disk of the clone (vcf_disk_freeze) while it stays open:
+ * *LAYERS gets, per disk, the file a clone of it sits on (char*). */
+gboolean vcf_clone_freeze(VcfClone *clone, GPtrArray **layers, GError **error);

@@ -1,73 +1,154 @@
 #include "config.h"
 #include "disk.h"
+#include "freeze.h"
 #include "stack.h"
 #include "vcf-error.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <string.h>
 
 #define N_STRIPES 64
 
 struct VcfDisk {
+    /* The store, its parent chain and their layers: a freeze replaces them
+     * under the writer lock. store is NULL when a failed freeze could not
+     * open the disk again (broken says why): every access is then EIO. */
     VcfSparse *store;
     VcfParent *parent;
+    VcfStack *below;        /* the parent chain's layers; NULL with no parent */
+    char *broken;
+    guint64 frozen_bytes;   /* space of the frozen layers in the store's folder */
+    /* Set at open, never changed. */
     guint64 size;
-    /* Reads and writes share it; sync takes it alone. */
+    char *path;             /* the store's file */
+    char *confine;          /* where every file of the chain must be; NULL: any */
+    guint n_chains;
+    /* Reads and writes share it; sync and freeze take it alone. */
     GRWLock lock;
     /* Reads and writes of one grain take its stripe: a copy-on-write is
      * read-modify-write of the whole grain, and a reader must not see a
      * grain half rewritten in place (its checksum would not match). */
     GMutex stripes[N_STRIPES];
-    VcfStack *below;        /* the parent chain's layers; NULL with no parent */
 };
 
 static GMutex *stripe(VcfDisk *d, guint64 grain) { return &d->stripes[grain % N_STRIPES]; }
 
+/* Checks that PARENT is what STORE was made on and makes the layers. */
+static gboolean check_parent(VcfSparse *store, VcfParent *parent, VcfStack **below,
+                             GError **error)
+{
+    *below = NULL;
+    if (parent == NULL)
+        return TRUE;
+    guint32 want = vcf_sparse_get_parent_cid(store);
+    guint32 have = vcf_parent_get_cid(parent);
+    const char *const *files = vcf_parent_get_files(parent);
+    if (want != have) {
+        g_set_error(error, VCF_ERROR, EIO,
+                    "%s: parent %s changed (its CID is %08x, the clone was made from %08x): "
+                    "refusing to serve this clone",
+                    vcf_sparse_get_path(store), files[0], have, want);
+        return FALSE;
+    }
+    if (vcf_parent_get_size(parent) != vcf_sparse_get_capacity(store)) {
+        g_set_error(error, VCF_ERROR, EIO,
+                    "%s: parent %s is %" G_GUINT64_FORMAT " bytes, the clone %" G_GUINT64_FORMAT,
+                    vcf_sparse_get_path(store), files[0],
+                    vcf_parent_get_size(parent), vcf_sparse_get_capacity(store));
+        return FALSE;
+    }
+    *below = vcf_stack_new(parent, error);
+    return *below != NULL;
+}
+
+/* Space of the chain's files that sit in the store's own folder: the
+ * disk's frozen layers, which go with it. */
+static guint64 frozen_bytes(const char *path, VcfParent *parent)
+{
+    if (parent == NULL)
+        return 0;
+    g_autofree char *dir = g_path_get_dirname(path);
+    g_autofree char *real = realpath(dir, NULL);
+    guint64 n = 0;
+    for (const char *const *f = vcf_parent_get_files(parent); *f; f++) {
+        g_autofree char *fdir = g_path_get_dirname(*f);
+        GStatBuf st;
+        if (real != NULL && g_str_equal(fdir, real) && g_stat(*f, &st) == 0)
+            n += (guint64)st.st_blocks * 512;
+    }
+    return n;
+}
+
 VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
 {
-    if (parent != NULL) {
-        guint32 want = vcf_sparse_get_parent_cid(store);
-        guint32 have = vcf_parent_get_cid(parent);
-        const char *const *files = vcf_parent_get_files(parent);
-        if (want != have) {
-            g_set_error(error, VCF_ERROR, EIO,
-                        "%s: parent %s changed (its CID is %08x, the clone was made from %08x): "
-                        "refusing to serve this clone",
-                        vcf_sparse_get_path(store), files[0], have, want);
-            goto fail;
-        }
-        if (vcf_parent_get_size(parent) != vcf_sparse_get_capacity(store)) {
-            g_set_error(error, VCF_ERROR, EIO,
-                        "%s: parent %s is %" G_GUINT64_FORMAT " bytes, the clone %" G_GUINT64_FORMAT,
-                        vcf_sparse_get_path(store), files[0],
-                        vcf_parent_get_size(parent), vcf_sparse_get_capacity(store));
-            goto fail;
-        }
-    }
-    VcfStack *below = NULL;
-    if (parent != NULL) {
-        below = vcf_stack_new(parent, error);
-        if (below == NULL)
-            goto fail;
+    VcfStack *below;
+    if (!check_parent(store, parent, &below, error)) {
+        vcf_sparse_free(store);
+        vcf_parent_free(parent);
+        return NULL;
     }
     VcfDisk *d = g_new0(VcfDisk, 1);
     d->below = below;
     d->store = store;
     d->parent = parent;
     d->size = vcf_sparse_get_capacity(store);
+    d->path = g_strdup(vcf_sparse_get_path(store));
+    d->frozen_bytes = frozen_bytes(d->path, parent);
+    d->n_chains = 1;
     g_rw_lock_init(&d->lock);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_init(&d->stripes[i]);
     return d;
-fail:
-    vcf_sparse_free(store);
-    vcf_parent_free(parent);
-    return NULL;
+}
+
+/* The store at PATH and the chain below it, checked. */
+static gboolean open_layers(const char *path, const char *confine, guint n_chains,
+                            VcfSparse **store, VcfParent **parent, VcfStack **below,
+                            GError **error)
+{
+    *parent = NULL;
+    *below = NULL;
+    *store = vcf_sparse_open(path, TRUE, error);
+    if (*store == NULL)
+        return FALSE;
+    const char *hint = vcf_sparse_get_parent_hint(*store);
+    if (hint != NULL) {
+        g_autofree char *dir = g_path_get_dirname(path);
+        g_autofree char *ppath = g_path_is_absolute(hint) ? g_strdup(hint)
+            : g_build_filename(dir, hint, NULL);
+        *parent = vcf_parent_open(ppath, confine, n_chains, error);
+    }
+    if ((hint != NULL && *parent == NULL) || !check_parent(*store, *parent, below, error)) {
+        g_clear_pointer(store, vcf_sparse_free);
+        g_clear_pointer(parent, vcf_parent_free);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+VcfDisk *vcf_disk_open(const char *path, const char *confine, guint n_chains, GError **error)
+{
+    VcfSparse *store;
+    VcfParent *parent;
+    VcfStack *below;
+    if (!open_layers(path, confine, n_chains, &store, &parent, &below, error))
+        return NULL;
+    vcf_stack_free(below);
+    VcfDisk *d = vcf_disk_new(store, parent, error);
+    if (d != NULL) {
+        d->confine = g_strdup(confine);
+        d->n_chains = n_chains ? n_chains : 1;
+    }
+    return d;
 }
 
 static void disk_free(VcfDisk *d)
 {
     vcf_stack_free(d->below);
+    g_free(d->broken);
+    g_free(d->path);
+    g_free(d->confine);
     g_rw_lock_clear(&d->lock);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_clear(&d->stripes[i]);
@@ -78,7 +159,7 @@ gboolean vcf_disk_close(VcfDisk *d, GError **error)
 {
     if (d == NULL)
         return TRUE;
-    gboolean ok = vcf_sparse_close(d->store, error);
+    gboolean ok = d->store == NULL || vcf_sparse_close(d->store, error);
     vcf_parent_free(d->parent);
     disk_free(d);
     return ok;
@@ -92,14 +173,45 @@ void vcf_disk_abandon(VcfDisk *d)
 }
 
 guint64 vcf_disk_get_size(const VcfDisk *d) { return d->size; }
-VcfSparse *vcf_disk_get_store(VcfDisk *d) { return d->store; }
+const char *vcf_disk_get_path(const VcfDisk *d) { return d->path; }
+
+/* A disk a failed freeze left closed: EIO for everything. Lock held. */
+static gboolean check_open(VcfDisk *d, GError **error)
+{
+    if (d->store != NULL)
+        return TRUE;
+    g_set_error(error, VCF_ERROR, EIO, "%s: %s", d->path, d->broken);
+    return FALSE;
+}
+
+gboolean vcf_disk_describe(VcfDisk *d, guint32 *cid, VcfGeometry *geometry,
+                           guint64 *frozen_bytes, GError **error)
+{
+    g_rw_lock_reader_lock(&d->lock);
+    gboolean ok = check_open(d, error);
+    if (ok) {
+        *cid = vcf_sparse_get_cid(d->store);
+        vcf_sparse_get_geometry(d->store, geometry);
+        *frozen_bytes = d->frozen_bytes;
+    }
+    g_rw_lock_reader_unlock(&d->lock);
+    return ok;
+}
+
+void vcf_disk_add_parent_files(VcfDisk *d, GPtrArray *files)
+{
+    g_rw_lock_reader_lock(&d->lock);
+    for (const char *const *f = d->parent ? vcf_parent_get_files(d->parent) : NULL; f && *f; f++)
+        g_ptr_array_add(files, g_strdup(*f));
+    g_rw_lock_reader_unlock(&d->lock);
+}
 
 static gboolean check_range(VcfDisk *d, gsize len, guint64 offset, GError **error)
 {
     if (offset > d->size || len > d->size - offset) {
         g_set_error(error, VCF_ERROR, EINVAL,
                     "%s: access [%" G_GUINT64_FORMAT ", +%" G_GSIZE_FORMAT ") beyond the disk's %"
-                    G_GUINT64_FORMAT " bytes", vcf_sparse_get_path(d->store), offset, len, d->size);
+                    G_GUINT64_FORMAT " bytes", d->path, offset, len, d->size);
         return FALSE;
     }
     return TRUE;
@@ -183,7 +295,7 @@ gboolean vcf_disk_read(VcfDisk *d, void *buf, gsize len, guint64 offset,
     if (!check_range(d, len, offset, error))
         return FALSE;
     g_rw_lock_reader_lock(&d->lock);
-    gboolean ok = read_locked(d, buf, len, offset, error);
+    gboolean ok = check_open(d, error) && read_locked(d, buf, len, offset, error);
     g_rw_lock_reader_unlock(&d->lock);
     return ok;
 }
@@ -224,7 +336,7 @@ gboolean vcf_disk_write(VcfDisk *d, const void *buf, gsize len, guint64 offset,
     if (!check_range(d, len, offset, error))
         return FALSE;
     g_rw_lock_reader_lock(&d->lock);
-    gboolean ok = write_locked(d, buf, len, offset, error);
+    gboolean ok = check_open(d, error) && write_locked(d, buf, len, offset, error);
     g_rw_lock_reader_unlock(&d->lock);
     return ok;
 }
@@ -232,7 +344,62 @@ gboolean vcf_disk_write(VcfDisk *d, const void *buf, gsize len, guint64 offset,
 gboolean vcf_disk_sync(VcfDisk *d, GError **error)
 {
     g_rw_lock_writer_lock(&d->lock);
-    gboolean ok = vcf_sparse_sync(d->store, error);
+    gboolean ok = check_open(d, error) && vcf_sparse_sync(d->store, error);
+    g_rw_lock_writer_unlock(&d->lock);
+    return ok;
+}
+
+/* Opens what is at d->path now and puts it in place of what was there.
+ * Writer lock held. */
+static gboolean reopen_locked(VcfDisk *d, GError **error)
+{
+    VcfSparse *store;
+    VcfParent *parent;
+    VcfStack *below;
+    if (!open_layers(d->path, d->confine, d->n_chains, &store, &parent, &below, error))
+        return FALSE;
+    if (d->store != NULL)
+        vcf_sparse_free(d->store);
+    vcf_stack_free(d->below);
+    vcf_parent_free(d->parent);
+    d->store = store;
+    d->parent = parent;
+    d->below = below;
+    d->frozen_bytes = frozen_bytes(d->path, parent);
+    g_clear_pointer(&d->broken, g_free);
+    return TRUE;
+}
+
+gboolean vcf_disk_freeze(VcfDisk *d, guint index, char **layer, GError **error)
+{
+    g_rw_lock_writer_lock(&d->lock);
+    if (!check_open(d, error)) {
+        g_rw_lock_writer_unlock(&d->lock);
+        return FALSE;
+    }
+    if (d->parent != NULL && vcf_sparse_is_empty(d->store)) {
+        /* Nothing written since it was made or last frozen. */
+        *layer = g_strdup(vcf_parent_get_files(d->parent)[0]);
+        g_rw_lock_writer_unlock(&d->lock);
+        return TRUE;
+    }
+    /* Closed cleanly (synced, unclean flag off): a layer no one writes. */
+    gboolean ok = vcf_sparse_close(d->store, error);
+    d->store = NULL;
+    ok = ok && vcf_freeze_store(d->path, index, layer, error);
+    GError *again = NULL;
+    if (!reopen_locked(d, &again)) {
+        d->broken = g_strdup_printf("the disk could not be opened again after a freeze: %s",
+                                    again->message);
+        if (ok) {
+            g_propagate_error(error, again);
+            g_clear_pointer(layer, g_free);
+        } else {
+            g_prefix_error(error, "%s; ", again->message);
+            g_error_free(again);
+        }
+        ok = FALSE;
+    }
     g_rw_lock_writer_unlock(&d->lock);
     return ok;
 }
@@ -246,12 +413,12 @@ static gboolean unit_held(VcfDisk *d, guint64 u, gboolean *held, GError **error)
     return vcf_stack_holds(d->below, u, held, error);
 }
 
-gboolean vcf_disk_seek(VcfDisk *d, guint64 offset, gboolean data, guint64 *out,
-                       GError **error)
+static gboolean seek_locked(VcfDisk *d, guint64 offset, gboolean data, guint64 *out,
+                            GError **error)
 {
     if (offset >= d->size) {
         g_set_error(error, VCF_ERROR, ENXIO, "%s: seek to %" G_GUINT64_FORMAT
-                    " past the disk's end", vcf_sparse_get_path(d->store), offset);
+                    " past the disk's end", d->path, offset);
         return FALSE;
     }
     guint64 units = (d->size + VCF_GRAIN_SIZE - 1) / VCF_GRAIN_SIZE;
@@ -269,6 +436,15 @@ gboolean vcf_disk_seek(VcfDisk *d, guint64 offset, gboolean data, guint64 *out,
         return TRUE;
     }
     g_set_error(error, VCF_ERROR, ENXIO, "%s: no data after %" G_GUINT64_FORMAT,
-                vcf_sparse_get_path(d->store), offset);
+                d->path, offset);
     return FALSE;
+}
+
+gboolean vcf_disk_seek(VcfDisk *d, guint64 offset, gboolean data, guint64 *out,
+                       GError **error)
+{
+    g_rw_lock_reader_lock(&d->lock);
+    gboolean ok = check_open(d, error) && seek_locked(d, offset, data, out, error);
+    g_rw_lock_reader_unlock(&d->lock);
+    return ok;
 }

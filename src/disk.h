@@ -3,9 +3,10 @@
  * grain the store does not own yet is filled from the parent first.
  *
  * Thread-safe: reads and writes run at once, one grain at a time per grain
- * (a stripe lock); sync runs alone. */
+ * (a stripe lock); sync and freeze run alone. */
 #pragma once
 #include <glib.h>
+#include "descriptor.h"
 #include "parent.h"
 #include "sparse.h"
 
@@ -16,6 +17,11 @@ typedef struct VcfDisk VcfDisk;
  * parentCID, or whose size differs, is EIO: the clone is broken, and
  * serving it would give wrong data. */
 VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error);
+/* Opens the store at PATH and the chain its parentFileNameHint names
+ * (relative to the store's folder), every file of it inside CONFINE; the
+ * same checks. N_CHAINS as for vcf_parent_open. */
+VcfDisk *vcf_disk_open(const char *path, const char *confine, guint n_chains,
+                       GError **error);
 /* Syncs and closes the store; returns FALSE if that failed (freed anyway). */
 gboolean vcf_disk_close(VcfDisk *disk, GError **error);
 
@@ -23,7 +29,13 @@ gboolean vcf_disk_close(VcfDisk *disk, GError **error);
 void vcf_disk_abandon(VcfDisk *disk);
 
 guint64 vcf_disk_get_size(const VcfDisk *disk);
-VcfSparse *vcf_disk_get_store(VcfDisk *disk);
+/* The store's file: the writable top, whatever freezes there were. */
+const char *vcf_disk_get_path(const VcfDisk *disk);
+/* The store's CID and geometry now, and the space its frozen layers use. */
+gboolean vcf_disk_describe(VcfDisk *disk, guint32 *cid, VcfGeometry *geometry,
+                           guint64 *frozen_bytes, GError **error);
+/* Adds the realpaths of every file the layers below read to FILES (char*). */
+void vcf_disk_add_parent_files(VcfDisk *disk, GPtrArray *files);
 
 /* Reads or writes [offset, offset + len), which must lie inside the disk. */
 gboolean vcf_disk_read(VcfDisk *disk, void *buf, gsize len, guint64 offset,
@@ -37,3 +49,13 @@ gboolean vcf_disk_seek(VcfDisk *disk, guint64 offset, gboolean data, guint64 *ou
                        GError **error);
 /* Makes every write so far durable. */
 gboolean vcf_disk_sync(VcfDisk *disk, GError **error);
+
+/* Freezes the store, disk INDEX of its clone (freeze.h), and goes on in the
+ * new empty delta above it. For readers and writers it is one step: they
+ * wait meanwhile, for a sync, a few renames and the opening of the chain.
+ * *LAYER gets the file a clone of this disk sits on: the frozen layer, or,
+ * when the store holds nothing (nothing written since it was made or last
+ * frozen), the disk it sits on itself, and no layer is made. A failure
+ * leaves the store as it was, or, if it cannot be opened again, the disk
+ * broken: every access EIO, saying why. */
+gboolean vcf_disk_freeze(VcfDisk *disk, guint index, char **layer, GError **error);

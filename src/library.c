@@ -229,7 +229,7 @@ VcfVm *vcf_library_load_vm(VcfLibrary *lib, const char *name, GError **error)
 
 /* ---- one VM ------------------------------------------------------------- */
 
-static void disk_free(gpointer p)
+void vcf_vm_disk_free(gpointer p)
 {
     VcfVmDisk *d = p;
     g_free(d->node);
@@ -363,7 +363,7 @@ static gboolean load_snapshots(VcfVm *vm, const VcfVmx *vmx, const char *confine
             continue;
         g_autofree char *n = g_match_info_fetch(m, 1);
         VcfSnapshot *s = g_new0(VcfSnapshot, 1);
-        s->disks = g_ptr_array_new_with_free_func(disk_free);
+        s->disks = g_ptr_array_new_with_free_func(vcf_vm_disk_free);
         g_ptr_array_add(vm->snapshots, s);
         s->uid = g_strdup(vcf_vmx_get(sd, *k));
         g_autofree char *kp = g_strdup_printf("snapshot%s.parent", n);
@@ -424,7 +424,7 @@ VcfVm *vcf_vm_load(const char *dir, const char *confine, GError **error)
     vm->dir = g_strdup(dir);
     vm->name = g_path_get_basename(dir);
     vm->vmx_path = find_vmx(dir);
-    vm->disks = g_ptr_array_new_with_free_func(disk_free);
+    vm->disks = g_ptr_array_new_with_free_func(vcf_vm_disk_free);
     vm->snapshots = g_ptr_array_new_with_free_func(snapshot_free);
     if (vm->vmx_path == NULL) {
         g_set_error(error, VCF_ERROR, ENOENT, "%s: no .vmx file (or more than one)", dir);

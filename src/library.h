@@ -16,6 +16,9 @@ typedef struct {
     char *path;        /* absolute, normalised */
 } VcfVmDisk;
 
+/* Frees a VcfVmDisk: the free function of the disk arrays below. */
+void vcf_vm_disk_free(gpointer disk);
+
 typedef struct {
     char *uid;
     char *parent_uid;      /* NULL for a root snapshot */

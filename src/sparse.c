@@ -377,6 +377,14 @@ guint64 vcf_sparse_count_grains(const VcfSparse *s)
     return n;
 }
 
+gboolean vcf_sparse_is_empty(const VcfSparse *s)
+{
+    for (guint64 g = 0; g < s->n_grains; g++)
+        if (gte(s, g) != 0)
+            return FALSE;
+    return TRUE;
+}
+
 gboolean vcf_sparse_read_grain(VcfSparse *s, guint64 grain, void *buf,
                                GError **error)
 {

@@ -74,6 +74,8 @@ const char *vcf_sparse_get_parent_hint(const VcfSparse *sparse);
 guint64 vcf_sparse_get_recovered_grains(const VcfSparse *sparse);
 /* Grains stored in this delta. */
 guint64 vcf_sparse_count_grains(const VcfSparse *sparse);
+/* TRUE if no grain table entry is set: no grain, zeroed or stored. */
+gboolean vcf_sparse_is_empty(const VcfSparse *sparse);
 
 VcfGrainState vcf_sparse_grain_state(const VcfSparse *sparse, guint64 grain);
 /* Reads stored grain GRAIN (VCF_GRAIN_SIZE bytes) and checks its checksum:

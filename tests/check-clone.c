@@ -67,7 +67,7 @@ START_TEST(job_makes_linked_clone)
 {
     gint called = 0;
     GError *error = NULL;
-    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, "TwoDisks", "web1", callback, &called);
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, "TwoDisks", "web1", NULL, callback, &called);
     ck_assert_msg(vcf_job_wait(job, &error), "%s", error ? error->message : "");
     ck_assert(vcf_job_is_done(job));
     ck_assert_int_eq(g_atomic_int_get(&called), 1);
@@ -104,7 +104,8 @@ START_TEST(job_makes_linked_clone)
     g_autofree char *d1 = g_build_filename(libdir, "TwoDisks", "TwoDisks_1.vmdk", NULL);
     assert_disk_is(c, 0, d0);
     assert_disk_is(c, 1, d1);
-    ck_assert_uint_ge(vcf_clone_parent_files(c)->len, 2);
+    g_autoptr(GPtrArray) files = vcf_clone_parent_files(c);
+    ck_assert_uint_ge(files->len, 2);
     ck_assert(vcf_clone_close(c, &error));
 
     ck_assert(vcf_clone_delete(lib, "web1", &error));
@@ -142,7 +143,7 @@ static guint leftovers(void)
 static void expect_refused(const char *source, const char *name, int code)
 {
     GError *error = NULL;
-    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, source, name, NULL, NULL);
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, source, name, NULL, NULL, NULL);
     ck_assert_msg(!vcf_job_wait(job, &error), "%s/%s was accepted", source, name);
     ck_assert_msg(error->code == code, "%s/%s: %s (code %d, want %d)", source, name,
                   error->message, error->code, code);

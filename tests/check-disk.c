@@ -5,11 +5,14 @@
  * its parent to the same bytes. */
 #include "config.h"
 #include "disk.h"
+#include "freeze.h"
 #include "vcf-error.h"
 #include "test-util.h"
 
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define DISK_SIZE (6u * 1024 * 1024 + 64 * 1024 + 4096)  /* a partial last grain */
@@ -323,6 +326,106 @@ START_TEST(parallel_writers_share_grains)
 }
 END_TEST
 
+
+/* qemu-img's reading of the chain at PATH equals EXPECT. */
+static void assert_qemu_reads(const char *path, const guint8 *expect)
+{
+    g_autofree char *raw = g_build_filename(dir, "chain.raw", NULL);
+    const char *conv[] = { "qemu-img", "convert", "-O", "raw", path, raw, NULL };
+    run_ok(conv);
+    g_autoptr(GBytes) b = test_read_file(raw);
+    ck_assert_uint_eq(g_bytes_get_size(b), DISK_SIZE);
+    ck_assert_msg(memcmp(g_bytes_get_data(b, NULL), expect, DISK_SIZE) == 0,
+                  "qemu-img reads %s otherwise", path);
+}
+
+static VcfDisk *open_top(void)
+{
+    GError *error = NULL;
+    VcfDisk *d = vcf_disk_open(store_path, dir, 2, &error);
+    ck_assert_msg(d != NULL, "%s", error ? error->message : "");
+    return d;
+}
+
+START_TEST(freeze_stacks_a_new_delta)
+{
+    GRand *r = g_rand_new_with_seed(11);
+    VcfDisk *d = open_disk(TRUE);
+    ck_assert(vcf_disk_close(d, NULL));
+    d = open_top();
+    random_writes(d, r, 30);
+    g_autofree guint8 *at_freeze = g_memdup2(model, DISK_SIZE);
+    GError *error = NULL;
+    g_autofree char *layer = NULL;
+    ck_assert_msg(vcf_disk_freeze(d, 0, &layer, &error), "%s", error ? error->message : "");
+    g_autofree char *want = g_build_filename(dir, ".vcf-layer-0-1.vmdk", NULL);
+    ck_assert_str_eq(layer, want);
+    assert_matches_model(d);
+    /* Nothing written since: the same layer again, and no new file. */
+    g_autofree char *again = NULL;
+    ck_assert(vcf_disk_freeze(d, 0, &again, &error));
+    g_autofree char *real = realpath(layer, NULL);
+    ck_assert_str_eq(again, real);
+    g_autofree char *second = g_build_filename(dir, ".vcf-layer-0-2.vmdk", NULL);
+    ck_assert(!g_file_test(second, G_FILE_TEST_EXISTS));
+    random_writes(d, r, 30);
+    ck_assert(vcf_disk_close(d, &error));
+    /* The frozen layer kept the bytes of the freeze; the top has the rest. */
+    assert_qemu_reads(layer, at_freeze);
+    assert_qemu_reads(store_path, model);
+    d = open_top();
+    assert_matches_model(d);
+    ck_assert(vcf_disk_close(d, NULL));
+    g_rand_free(r);
+}
+END_TEST
+
+/* A freeze cut short after CUT of its four renames: the next mount's
+ * recovery leaves a whole delta at the top with the same bytes. */
+START_TEST(freeze_recovers_at_every_cut)
+{
+    int cut = _i;
+    GRand *r = g_rand_new_with_seed(20 + cut);
+    VcfDisk *d = open_disk(TRUE);
+    random_writes(d, r, 20);
+    GError *error = NULL;
+    ck_assert(vcf_disk_close(d, &error));
+    VcfSparse *s = vcf_sparse_open(store_path, FALSE, &error);
+    ck_assert(s != NULL);
+    VcfSparseParams p = { .capacity = DISK_SIZE, .parent_cid = vcf_sparse_get_cid(s),
+                          .parent_hint = ".vcf-layer-0-1.vmdk" };
+    vcf_sparse_free(s);
+    g_autofree char *next = g_build_filename(dir, ".vcf-next-0.vmdk", NULL);
+    g_autofree char *layer = g_build_filename(dir, ".vcf-layer-0-1.vmdk", NULL);
+    g_autofree char *next_sums = g_strconcat(next, ".xxh", NULL);
+    g_autofree char *layer_sums = g_strconcat(layer, ".xxh", NULL);
+    g_autofree char *sums = g_strconcat(store_path, ".xxh", NULL);
+    s = vcf_sparse_create(next, &p, &error);
+    ck_assert_msg(s != NULL && vcf_sparse_close(s, &error), "%s", error ? error->message : "");
+    const char *from[] = { sums, store_path, next, next_sums };
+    const char *to[] = { layer_sums, layer, store_path, sums };
+    for (int i = 0; i < cut; i++)
+        ck_assert_int_eq(rename(from[i], to[i]), 0);
+    gboolean fixed = FALSE;
+    ck_assert_msg(vcf_freeze_recover(store_path, 0, &fixed, &error), "%s",
+                  error ? error->message : "");
+    ck_assert(fixed == (cut < 4));
+    ck_assert(!g_file_test(next, G_FILE_TEST_EXISTS));
+    ck_assert(!g_file_test(next_sums, G_FILE_TEST_EXISTS));
+    ck_assert(g_file_test(sums, G_FILE_TEST_EXISTS));
+    /* Rolled back before the top moved, forward after. */
+    ck_assert(g_file_test(layer, G_FILE_TEST_EXISTS) == (cut >= 2));
+    d = open_top();
+    assert_matches_model(d);
+    random_writes(d, r, 10);
+    ck_assert(vcf_disk_close(d, &error));
+    assert_qemu_reads(store_path, model);
+    const char *check[] = { "qemu-img", "check", "-q", store_path, NULL };
+    run_ok(check);
+    g_rand_free(r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("disk");
@@ -336,6 +439,8 @@ int main(void)
     tcase_add_test(tc, out_of_range_is_einval);
     tcase_add_test(tc, parallel_readers_and_writer);
     tcase_add_test(tc, parallel_writers_share_grains);
+    tcase_add_test(tc, freeze_stacks_a_new_delta);
+    tcase_add_loop_test(tc, freeze_recovers_at_every_cut, 0, 5);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);
 }
