@@ -60,6 +60,21 @@ void reply_entry_counted(fuse_req_t req, VcfMount *m, const struct fuse_entry_pa
 /* The text of the flat descriptor shown beside DISK's flat file. */
 char *disk_descriptor(const char *stem, VcfDisk *disk);
 
+/* The real folder behind PARENT for making NAME in it, or NULL with *ERR
+ * and *WHY. m->lock held. */
+char *real_child(VcfMount *m, const Node *parent, const char *name, int *err, char **why);
+/* Claims clone NAME under SOURCE for WHAT ("rmdir", "rm", "mv"): none of
+ * its disks is open and no clone depends on it; it joins m->closing so
+ * that none is opened until at_rest_done. A fresh copy of its info, or
+ * NULL with *ERR and *WHY. m->ns_lock held. */
+VcfCloneInfo *clone_at_rest(VcfMount *m, const char *source, const char *name,
+                            const char *what, int *err, char **why);
+/* Ends a clone_at_rest claim; the nodes under GONE_PATH (if given) are
+ * gone, and with SELF the node of GONE_PATH too (DISKS_ONLY: just its disk
+ * names). */
+void at_rest_done(VcfMount *m, const char *name, const char *gone_path, gboolean self,
+                  gboolean disks_only);
+
 /* Frees the handles the kernel never released (at unmount). */
 void open_files_free_all(VcfMount *m);
 
