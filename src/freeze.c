@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define LAYER_PREFIX ".vcf-layer-"
 #define NEXT_PREFIX ".vcf-next-"
@@ -74,16 +76,23 @@ gboolean vcf_freeze_store(const char *path, guint index, char **layer, GError **
         g_unlink(next_sums);
         return FALSE;
     }
-    gboolean sums_moved = FALSE, top_moved = FALSE;
-    gboolean ok = (sums_moved = move(sums, frozen_sums, error))
-                  && (top_moved = move(path, frozen, error))
-                  && move(next, path, error);
-    if (!ok) {
-        /* Back as it was: the old delta stays the top. */
-        if (top_moved)
-            g_rename(frozen, path);
-        if (sums_moved)
-            g_rename(frozen_sums, sums);
+    /* The frozen names first, as links: the top's name always holds a
+     * whole delta, for qemu-img and VMware too (a rename would leave a
+     * moment with none). */
+    if (link(sums, frozen_sums) < 0 || link(path, frozen) < 0) {
+        int e = errno;
+        g_set_error(error, VCF_ERROR, e == EPERM ? EOPNOTSUPP : e,
+                    "freezing %s: linking it to %s: %s%s", path, frozen, g_strerror(e),
+                    e == EPERM || e == EOPNOTSUPP
+                        ? " (cloning a clone needs a file system with hard links)" : "");
+        g_unlink(frozen_sums);
+        g_unlink(next);
+        g_unlink(next_sums);
+        return FALSE;
+    }
+    if (!vcf_fsync_dir(dir, error) || !move(next, path, error)) {
+        g_unlink(frozen);
+        g_unlink(frozen_sums);
         g_unlink(next);
         g_unlink(next_sums);
         vcf_fsync_dir(dir, NULL);
@@ -98,23 +107,30 @@ gboolean vcf_freeze_store(const char *path, guint index, char **layer, GError **
     return TRUE;
 }
 
-/* Frozen sums whose layer never got its name: the old top's, to go back. */
-static gboolean restore_sums(const char *dir, guint index, const char *sums,
-                             gboolean *fixed, GError **error)
+static gboolean same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return g_lstat(a, &sa) == 0 && g_lstat(b, &sb) == 0 && sa.st_dev == sb.st_dev
+           && sa.st_ino == sb.st_ino;
+}
+
+/* A freeze cut short before its new top got the name: the frozen names
+ * are still links of the top (and its sums), and go. */
+static gboolean unlink_early_links(const char *dir, guint index, const char *path,
+                                   const char *sums, GError **error)
 {
     g_autofree char *prefix = g_strdup_printf(LAYER_PREFIX "%u-", index);
     GDir *d = g_dir_open(dir, 0, NULL);
     const char *e;
     gboolean ok = TRUE;
     while (ok && d != NULL && (e = g_dir_read_name(d)) != NULL) {
-        if (!g_str_has_prefix(e, prefix) || !g_str_has_suffix(e, ".vmdk.xxh"))
+        if (!g_str_has_prefix(e, prefix))
             continue;
         g_autofree char *p = g_build_filename(dir, e, NULL);
-        g_autofree char *layer = g_strndup(p, strlen(p) - 4);
-        if (exists(layer) || exists(sums))
-            continue;
-        ok = move(p, sums, error);
-        *fixed = TRUE;
+        if ((same_file(p, path) || same_file(p, sums)) && g_unlink(p) < 0) {
+            vcf_set_errno(error, errno, p);
+            ok = FALSE;
+        }
     }
     if (d != NULL)
         g_dir_close(d);
@@ -127,33 +143,25 @@ gboolean vcf_freeze_recover(const char *path, guint index, gboolean *fixed, GErr
     g_autofree char *sums = g_strconcat(path, ".xxh", NULL);
     g_autofree char *next = next_path(dir, index);
     g_autofree char *next_sums = g_strconcat(next, ".xxh", NULL);
-    gboolean top = exists(path);
     gboolean did = FALSE;
-    /* Cut short before the top moved: the old top stays, with its sums. */
-    if (top && !restore_sums(dir, index, sums, &did, error))
-        return FALSE;
     if (exists(next)) {
+        /* The top kept its delta: undone. */
         did = TRUE;
-        /* The top moved to its frozen name: the next delta takes its place.
-         * With the old top still there, it never got in use. */
-        if (!top) {
-            if (!move(next, path, error))
-                return FALSE;
-            top = TRUE;
-        } else if (g_unlink(next) < 0) {
+        if (!unlink_early_links(dir, index, path, sums, error))
+            return FALSE;
+        if (g_unlink(next) < 0) {
             vcf_set_errno(error, errno, next);
             return FALSE;
         }
-    }
-    if (exists(next_sums)) {
-        did = TRUE;
-        if (top && !exists(sums)) {
-            if (!move(next_sums, sums, error))
-                return FALSE;
-        } else if (g_unlink(next_sums) < 0) {
+        if (g_unlink(next_sums) < 0 && errno != ENOENT) {
             vcf_set_errno(error, errno, next_sums);
             return FALSE;
         }
+    } else if (exists(next_sums)) {
+        /* The new top is in place, not yet its sums: done. */
+        did = TRUE;
+        if (!move(next_sums, sums, error))
+            return FALSE;
     }
     if (did && !vcf_fsync_dir(dir, error))
         return FALSE;

@@ -10,18 +10,21 @@
  * chain inside its folder as it is.
  *
  * Order: the next delta is made durable first (its parent hint the frozen
- * name, its parentCID the store's CID); then STEM.vmdk.xxh and STEM.vmdk
- * move to the frozen name, the next delta and its sums to STEM's, and the
- * folder is synced. vcf_freeze_recover() finishes or undoes a freeze that
- * a crash cut short, so that STEM.vmdk is always a whole delta: the old
- * one, or the new one over the frozen layer. */
+ * name, its parentCID the store's CID); then the frozen names are made as
+ * hard links of STEM.vmdk and its sums, and the next delta and its sums
+ * are renamed over STEM's; the folder is synced between the steps. So
+ * STEM.vmdk is at every moment a whole VMware delta, for qemu-img and
+ * VMware too: the old one, or the new one over the frozen layer. After a
+ * crash, vcf_freeze_recover() undoes a freeze whose new top did not get
+ * its name, and finishes one whose sums did not. */
 #pragma once
 #include <glib.h>
 
 /* Freezes the store at PATH (disk INDEX of its clone), which nobody has
- * open. *LAYER gets the frozen layer's path. On failure, what was moved is
- * moved back where possible; STEM.vmdk is the old delta or, if moving back
- * failed too, vcf_freeze_recover() puts it right. */
+ * open. *LAYER gets the frozen layer's path. On failure STEM.vmdk is the
+ * old delta, or the new one if only its sums failed to move (which
+ * vcf_freeze_recover() and the store's own checks put right). A file
+ * system without hard links is EOPNOTSUPP. */
 gboolean vcf_freeze_store(const char *path, guint index, char **layer, GError **error);
 
 /* Puts right a freeze of disk INDEX, whose top is PATH, that a crash

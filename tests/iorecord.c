@@ -1,7 +1,7 @@
 /* iorecord: an LD_PRELOAD shim for the power-cut test (tests/mount-powercut.sh).
  *
  * It logs, in order, every call that changes a file under $VCF_IORECORD_DIR
- * (writes with their data, truncations, creations, renames, unlinks,
+ * (writes with their data, truncations, creations, renames, links, unlinks,
  * mkdir, rmdir) and every fsync/fdatasync that returned 0, to
  * $VCF_IORECORD_LOG. tests/powercut-replay.c rebuilds from that log what a
  * power cut at any moment could leave on disk.
@@ -16,6 +16,7 @@
  *      process had logged (after its P) when the call began: only those
  *      are covered by it
  *   R  rename of path1 to path2 (a = renameat2 flags)
+ *   L  hard link path2 made of path1
  *   U  unlink of path1;  D  rmdir of path1;  K  mkdir of path1
  *   P  a process started recording (a = its pid); its S records count
  *      from here
@@ -29,6 +30,9 @@
  * would stall every writer: it notes the log length when it starts and is
  * logged once it has returned, so a write that raced with it is not
  * counted as covered.
+ *
+ * Changes of names (rename, link, unlink, mkdir, rmdir) are in
+ * iorecord-names.c.
  *
  * libc only: it is loaded into the daemon, under ASan too. */
 #define _GNU_SOURCE
@@ -47,6 +51,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "iorecord.h"
+
 /* The real functions, looked up past this library. */
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
@@ -60,16 +66,8 @@ static int (*real_open)(const char *, int, ...);
 static int (*real_open64)(const char *, int, ...);
 static int (*real_openat)(int, const char *, int, ...);
 static int (*real_openat64)(int, const char *, int, ...);
-static int (*real_rename)(const char *, const char *);
-static int (*real_renameat)(int, const char *, int, const char *);
-static int (*real_renameat2)(int, const char *, int, const char *, unsigned);
-static int (*real_unlink)(const char *);
-static int (*real_unlinkat)(int, const char *, int);
-static int (*real_mkdir)(const char *, mode_t);
-static int (*real_mkdirat)(int, const char *, mode_t);
-static int (*real_rmdir)(const char *);
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t iorec_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static char root[PATH_MAX];      /* realpath of the recorded folder; "" = off */
 static size_t root_len;
@@ -86,8 +84,6 @@ static void init(void)
     LOOKUP(write); LOOKUP(pwrite); LOOKUP(pwrite64); LOOKUP(pwritev); LOOKUP(pwritev2);
     LOOKUP(ftruncate); LOOKUP(fsync); LOOKUP(fdatasync);
     LOOKUP(open); LOOKUP(open64); LOOKUP(openat); LOOKUP(openat64);
-    LOOKUP(rename); LOOKUP(renameat); LOOKUP(renameat2);
-    LOOKUP(unlink); LOOKUP(unlinkat); LOOKUP(mkdir); LOOKUP(mkdirat); LOOKUP(rmdir);
     const char *dir = getenv("VCF_IORECORD_DIR");
     const char *log = getenv("VCF_IORECORD_LOG");
     if (dir == NULL || log == NULL) {
@@ -106,13 +102,14 @@ static void init(void)
         abort();
     }
     /* Each process numbers its records from its P record on. */
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&iorec_lock);
     append('P', 0, (long long)getpid(), 0, "", NULL, NULL, 0);
     n_records = 0;
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&iorec_lock);
 }
 
 static void ensure_init(void) { pthread_once(&once, init); }
+void iorec_ensure_init(void) { ensure_init(); }
 
 __attribute__((constructor)) static void iorecord_ctor(void) { ensure_init(); }
 
@@ -251,7 +248,7 @@ static ssize_t record_pwritev(int fd, const struct iovec *iov,
                               int at_cursor)
 {
     char rel[PATH_MAX];
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&iorec_lock);
     ssize_t r = real(fd, iov, n_iov, off);
     int saved = errno;
     if (r > 0 && fd_path(fd, rel, sizeof rel)) {
@@ -272,7 +269,7 @@ static ssize_t record_pwritev(int fd, const struct iovec *iov,
             abort();       /* more than 64 pieces: not what our daemon does */
         append('W', 0, at, (unsigned long long)r, rel, NULL, part, n);
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&iorec_lock);
     errno = saved;
     return r;
 }
@@ -343,12 +340,12 @@ int ftruncate(int fd, off_t len)
 {
     ensure_init();
     char rel[PATH_MAX];
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&iorec_lock);
     int r = real_ftruncate(fd, len);
     int saved = errno;
     if (r == 0 && fd_path(fd, rel, sizeof rel))
         append('T', 0, (long long)len, 0, rel, NULL, NULL, 0);
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&iorec_lock);
     errno = saved;
     return r;
 }
@@ -358,16 +355,16 @@ int ftruncate(int fd, off_t len)
 static int record_sync(int fd, int (*real)(int))
 {
     ensure_init();
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&iorec_lock);
     uint64_t start = n_records;
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&iorec_lock);
     int r = real(fd);
     int saved = errno;
     char rel[PATH_MAX];
     if (r == 0 && fd_path(fd, rel, sizeof rel)) {
-        pthread_mutex_lock(&lock);
+        pthread_mutex_lock(&iorec_lock);
         append('S', start, 0, 0, rel, NULL, NULL, 0);
-        pthread_mutex_unlock(&lock);
+        pthread_mutex_unlock(&iorec_lock);
     }
     errno = saved;
     return r;
@@ -402,12 +399,12 @@ static int exists_at(int dirfd, const char *path)
 static int open_common(int dirfd, const char *path, int flags, mode_t mode,
                        int (*real)(int, const char *, int, ...))
 {
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&iorec_lock);
     int existed = (flags & (O_CREAT | O_TRUNC)) ? exists_at(dirfd, path) : 1;
     int fd = real(dirfd, path, flags, mode);
     int saved = errno;
     note_open(fd, dirfd, path, flags, existed);
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&iorec_lock);
     errno = saved;
     return fd;
 }
@@ -502,140 +499,12 @@ int creat(const char *path, mode_t mode)
     return open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
 }
 
-static int record_rename(int olddir, const char *from, int newdir, const char *to,
-                         unsigned flags, int (*call)(int, const char *, int, const char *, unsigned))
+void iorec_append(char type, long long a, const char *p1, const char *p2)
 {
-    char a[PATH_MAX], b[PATH_MAX];
-    pthread_mutex_lock(&lock);
-    /* Resolved before: the old name's folder is still there to resolve. */
-    int ia = at_path(olddir, from, a, sizeof a);
-    int r = call(olddir, from, newdir, to, flags);
-    int saved = errno;
-    int ib = r == 0 && at_path(newdir, to, b, sizeof b);
-    if (r == 0 && (ia || ib)) {
-        /* A file moved in from outside, or out of the folder, is one the
-         * replayer cannot rebuild: say so rather than log half of it. */
-        if (!ia || !ib) {
-            fprintf(stderr, "iorecord: rename across the recorded folder's edge: %s -> %s\n",
-                    from, to);
-            abort();
-        }
-        append('R', 0, (long long)flags, 0, a, b, NULL, 0);
-    }
-    pthread_mutex_unlock(&lock);
-    errno = saved;
-    return r;
+    append(type, 0, a, 0, p1, p2, NULL, 0);
 }
 
-static int do_rename(int od, const char *f, int nd, const char *t, unsigned fl)
+int iorec_at_path(int dirfd, const char *path, char *out, size_t size)
 {
-    (void)od; (void)nd; (void)fl;
-    return real_rename(f, t);
-}
-
-static int do_renameat(int od, const char *f, int nd, const char *t, unsigned fl)
-{
-    (void)fl;
-    return real_renameat(od, f, nd, t);
-}
-
-static int do_renameat2(int od, const char *f, int nd, const char *t, unsigned fl)
-{
-    return real_renameat2(od, f, nd, t, fl);
-}
-
-int rename(const char *from, const char *to)
-{
-    ensure_init();
-    return record_rename(AT_FDCWD, from, AT_FDCWD, to, 0, do_rename);
-}
-
-int renameat(int od, const char *from, int nd, const char *to)
-{
-    ensure_init();
-    return record_rename(od, from, nd, to, 0, do_renameat);
-}
-
-int renameat2(int od, const char *from, int nd, const char *to, unsigned flags)
-{
-    ensure_init();
-    return record_rename(od, from, nd, to, flags, do_renameat2);
-}
-
-/* unlink, rmdir, mkdir: one path, one record type. */
-static int record_name(char type, int dirfd, const char *path, int r)
-{
-    char rel[PATH_MAX];
-    if (r == 0 && at_path(dirfd, path, rel, sizeof rel))
-        append(type, 0, 0, 0, rel, NULL, NULL, 0);
-    return r;
-}
-
-int unlink(const char *path)
-{
-    ensure_init();
-    pthread_mutex_lock(&lock);
-    char rel[PATH_MAX];
-    int in = at_path(AT_FDCWD, path, rel, sizeof rel);
-    int r = real_unlink(path);
-    int saved = errno;
-    if (r == 0 && in)
-        append('U', 0, 0, 0, rel, NULL, NULL, 0);
-    pthread_mutex_unlock(&lock);
-    errno = saved;
-    return r;
-}
-
-int unlinkat(int dirfd, const char *path, int flags)
-{
-    ensure_init();
-    pthread_mutex_lock(&lock);
-    char rel[PATH_MAX];
-    int in = at_path(dirfd, path, rel, sizeof rel);
-    int r = real_unlinkat(dirfd, path, flags);
-    int saved = errno;
-    if (r == 0 && in)
-        append((flags & AT_REMOVEDIR) ? 'D' : 'U', 0, 0, 0, rel, NULL, NULL, 0);
-    pthread_mutex_unlock(&lock);
-    errno = saved;
-    return r;
-}
-
-int rmdir(const char *path)
-{
-    ensure_init();
-    pthread_mutex_lock(&lock);
-    char rel[PATH_MAX];
-    int in = at_path(AT_FDCWD, path, rel, sizeof rel);
-    int r = real_rmdir(path);
-    int saved = errno;
-    if (r == 0 && in)
-        append('D', 0, 0, 0, rel, NULL, NULL, 0);
-    pthread_mutex_unlock(&lock);
-    errno = saved;
-    return r;
-}
-
-int mkdir(const char *path, mode_t mode)
-{
-    ensure_init();
-    pthread_mutex_lock(&lock);
-    int r = real_mkdir(path, mode);
-    int saved = errno;
-    record_name('K', AT_FDCWD, path, r);
-    pthread_mutex_unlock(&lock);
-    errno = saved;
-    return r;
-}
-
-int mkdirat(int dirfd, const char *path, mode_t mode)
-{
-    ensure_init();
-    pthread_mutex_lock(&lock);
-    int r = real_mkdirat(dirfd, path, mode);
-    int saved = errno;
-    record_name('K', dirfd, path, r);
-    pthread_mutex_unlock(&lock);
-    errno = saved;
-    return r;
+    return at_path(dirfd, path, out, size);
 }

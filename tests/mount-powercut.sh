@@ -11,7 +11,8 @@
 # returned. The workload goes through a real mount: a linked clone, rounds
 # of writes to its flat disk (rewrites inside stored grains, new grains,
 # partial grains, writes across a grain boundary), each round ended by an
-# fsync; a second clone made half-way, written too; a remount in between.
+# fsync; a second clone made half-way, written too; a clone of the first
+# clone (which freezes its delta while it is open); a remount in between.
 # Then tests/powercut-replay rebuilds, from a copy of the library taken
 # before the workload, what a cut at sampled moments could leave: writes a
 # barrier covered are there, writes in flight are dropped or (other seeds)
@@ -77,6 +78,7 @@ mark() {
 mkdir -p "$T/model/chunks"
 N_CHUNKS=0
 declare -A WRITTEN   # "clone grain" -> 1 once the workload wrote that grain
+declare -A SOURCE=([web1]=Ubuntu [web2]=Ubuntu [web3]=web1)
 
 # One write of LEN bytes at OFF into clone NAME in round R, in one write(2)
 # so that the daemon sees one request; the model notes it.
@@ -86,7 +88,7 @@ write_one() {
     N_CHUNKS=$((N_CHUNKS + 1))
     head -c "$len" /dev/urandom >"$chunk"
     [ "$sync" = 1 ] && conv=notrunc,fsync
-    dd if="$chunk" of="$MNT/clones/Ubuntu/$name/$name-flat.vmdk" bs="$len" count=1 \
+    dd if="$chunk" of="$MNT/clones/${SOURCE[$name]}/$name/$name-flat.vmdk" bs="$len" count=1 \
         seek="$off" oflag=seek_bytes conv="$conv" status=none \
         || fail "round $r: dd of $len bytes at $off into $name"
     echo "$r $off $len $chunk" >>"$T/model/$name.writes"
@@ -144,21 +146,30 @@ mkdir "$MNT/clones/Ubuntu/web2" || fail "mkdir of clone web2"
 mark "made web2"
 cp "$T/parent.raw" "$T/model/web2.base"
 for r in 4 5; do round web1 "$r"; round web2 "$r"; done
+# A clone of a clone: web1's delta is frozen (links, renames) under the
+# cuts too, while web1 is open; web3 starts from web1 as it is now.
+model_of() { # NAME OUT: the model's bytes of NAME after every write so far
+    cp "$T/model/$1.base" "$2"
+    while read -r _ off len chunk; do
+        dd if="$chunk" of="$2" bs="$len" seek="$off" oflag=seek_bytes conv=notrunc status=none
+    done <"$T/model/$1.writes"
+}
+model_of web1 "$T/model/web3.base"
+mkdir "$MNT/clones/web1/web3" || fail "mkdir of clone web3 of clone web1"
+mark "made web3"
+round web3 5
 # A remount: a clean close, a new session (new CID, unclean flag) after it.
 unmount_lib
 mount_lib
-for r in 6 7 8; do round web1 "$r"; round web2 "$r"; done
+for r in 6 7 8; do round web1 "$r"; round web2 "$r"; round web3 "$r"; done
 unmount_lib
-total=$(awk '{ n += $3 } END { print n }' "$T/model/web1.writes" "$T/model/web2.writes")
-note "workload: $N_CHUNKS writes, $((total / 1024)) KiB, 8 rounds, 2 clones, one remount"
+total=$(awk '{ n += $3 } END { print n }' "$T"/model/web*.writes)
+note "workload: $N_CHUNKS writes, $((total / 1024)) KiB, 8 rounds, 3 clones (one of a clone), one remount"
 
 # The model is right about the live library, or nothing below means much.
 VMCLONEFS=$REAL_VMCLONEFS
-for name in web1 web2; do
-    cp "$T/model/$name.base" "$T/model.raw"
-    while read -r _ off len chunk; do
-        dd if="$chunk" of="$T/model.raw" bs="$len" seek="$off" oflag=seek_bytes conv=notrunc status=none
-    done <"$T/model/$name.writes"
+for name in web1 web2 web3; do
+    model_of "$name" "$T/model.raw"
     raw_of "$LIB/.vmclonefs/clones/$name/$name.vmdk" "$T/store.raw"
     same_bytes "$T/store.raw" "$T/model.raw" "qemu-img's reading of $name after the workload"
 done
@@ -168,6 +179,7 @@ S=$T/state
 RAW=$T/raw
 cuts=$("$REPLAY" cuts "$RECLOG" "$MAX_CUTS" 2>"$T/cuts.err") || fail "replay: $(cat "$T/cuts.err")"
 note "log: $(cat "$T/cuts.err"); $(wc -w <<<"$cuts") cuts x $(wc -w <<<"$SEEDS") seeds"
+grep -q ', [1-9][0-9]* links' "$T/cuts.err" || fail "the log holds no link: no freeze was under the cuts"
 states=0 kept_total=0 acked_states=0
 for cut in $cuts; do
     for seed in $SEEDS; do

@@ -6,7 +6,8 @@
  *       that the cut falls after the first N records. Candidates are the
  *       moments just before each barrier returned (the most writes are in
  *       flight then) with some write in flight, and the end of the log; MAX
- *       of them, evenly spread.
+ *       of them, evenly spread. Then the 8 cuts after each hard link,
+ *       which only a freeze makes: every step of its renames.
  *   powercut-replay build LOG DIR CUT SEED
  *       applies the first CUT records to DIR (a copy of the recorded folder
  *       as it was before the workload) and prints the text of each marker
@@ -30,7 +31,7 @@
  *     kept while the grain data written before it (with no barrier
  *     between) is lost: the failure a missing data sync allows.
  *   - A file's size is what its kept writes and truncations make it.
- *   - Metadata (creation, truncation, rename, unlink, mkdir, rmdir) up to
+ *   - Metadata (creation, truncation, rename, link, unlink, mkdir, rmdir) up to
  *     the cut is applied in order, as a file system that orders metadata
  *     (ext4 data=ordered, XFS) would leave it; a folder's fsync therefore
  *     adds nothing here.
@@ -187,6 +188,12 @@ static GArray *resolve(GArray *recs, guint cut)
         case 'D':
             set_name(&n, r->p1, -1);
             break;
+        case 'L':
+            /* A second name of the same file: its writes and syncs are one. */
+            if (file_at(&n, r->p1) < 0)
+                die("record %u (L): %s names no file at this point", i, r->p1);
+            set_name(&n, r->p2, file_at(&n, r->p1));
+            break;
         case 'R':
             if (r->a & 2)    /* RENAME_EXCHANGE: our daemon never asks for it */
                 die("record %u: rename exchange is not replayed", i);
@@ -286,6 +293,9 @@ static void apply(int dir, GArray *recs, guint cut, guint32 seed, guint *kept,
         case 'R':
             check(renameat(dir, r->p1, dir, r->p2), i, r, "rename");
             break;
+        case 'L':
+            check(linkat(dir, r->p1, dir, r->p2, 0), i, r, "link");
+            break;
         case 'U':
             check(unlinkat(dir, r->p1, 0), i, r, "unlink");
             break;
@@ -359,8 +369,18 @@ int main(int argc, char **argv)
             guint idx = n == 1 ? cand->len - 1 : (guint)((guint64)k * (cand->len - 1) / (n - 1));
             printf("%u\n", g_array_index(cand, guint, idx));
         }
-        fprintf(stderr, "%u records, %u barriers, %u with writes in flight\n", recs->len,
-                n_barriers, cand->len - 1);
+        /* And after every link: each moment of a freeze, whose names
+         * change between its barriers. */
+        guint n_links = 0;
+        for (guint i = 0; i < recs->len; i++) {
+            if (g_array_index(recs, Rec, i).type != 'L')
+                continue;
+            n_links++;
+            for (guint c = i + 1; c <= MIN(i + 8, recs->len); c++)
+                printf("%u\n", c);
+        }
+        fprintf(stderr, "%u records, %u barriers, %u with writes in flight, %u links\n",
+                recs->len, n_barriers, cand->len - 1, n_links);
     } else if (strcmp(argv[1], "build") == 0 && argc == 6) {
         guint cut = (guint)atoi(argv[4]);
         guint32 seed = (guint32)atoi(argv[5]);
