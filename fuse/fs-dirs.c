@@ -34,6 +34,13 @@ char *real_child(VcfMount *m, const Node *parent, const char *name, int *err,
         *err = EEXIST;
         return NULL;
     }
+    if (parent->kind == NODE_ROOT && vcf_clone_exists(m->lib, name)) {
+        /* clones/NAME is that clone's source folder: a VM there would take it. */
+        *err = EEXIST;
+        *why = g_strdup_printf("%s: a clone has this name; a library folder may not take it",
+                               name);
+        return NULL;
+    }
     if (parent->kind == NODE_ROOT && is_trash_name(name)) {
         *err = EPERM;
         *why = g_strdup_printf("%s: vmclonefs keeps no trash folder in the library; "
@@ -91,10 +98,8 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
     log_source_warnings(m, source, name);
     /* A clone as the source is frozen through its open disks. It stays in
      * m->clones meanwhile: it leaves only under ns_lock, which we hold. */
-    g_mutex_lock(&m->lock);
     OpenClone *src = strchr(source, '@') == NULL && vcf_clone_exists(m->lib, source)
-        ? open_clone_locked(m, source, NULL) : NULL;
-    g_mutex_unlock(&m->lock);
+        ? open_clone_now(m, source, NULL) : NULL;
     /* mkdir returns once the clone exists: wait for the job. */
     g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name,
                                                  src ? src->clone : NULL, NULL, NULL);

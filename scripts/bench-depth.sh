@@ -10,7 +10,9 @@
 # cloned through the mount (which adds the snapshot's empty delta: 2 and 9
 # links), and fio reads 4 KiB at random over each clone's whole disk, page
 # cache dropped first, 1 job and 4 jobs, qemu-storage-daemon beside them on
-# a qcow2 overlay of the same chain. Prints IOPS and the ratio deep/shallow.
+# a qcow2 overlay of the same chain. A third column reads c8, a clone of a
+# clone ... of a clone of Shallow (8 deep, each with 4 MiB of its own).
+# Prints IOPS and the ratios deep/shallow and c8/shallow.
 #
 # Options: --size GIB (default 2), --runtime SEC (default 10), --dir DIR
 # (default /var/tmp/vmclonefs-bench-depth, wiped at start and removed at
@@ -70,6 +72,15 @@ done
 VCF_PID=$!
 for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
 mkdir "$MNT/clones/Shallow/s1" "$MNT/clones/Deep/d1"
+# Clones of clones: c1 of Shallow, then c2 of c1 ... c8 of c7, each writing
+# 4 MiB of its own before its child is made (so each freeze makes a layer).
+src=Shallow
+for i in 1 2 3 4 5 6 7 8; do
+    mkdir "$MNT/clones/$src/c$i"
+    dd if=/dev/urandom of="$MNT/clones/$src/c$i/c$i-flat.vmdk" bs=1M count=4 \
+        seek=$((i * SIZE * 100 + 50)) conv=notrunc,fsync status=none
+    src=c$i
+done
 
 qemu-img create -q -f qcow2 -b "$LIB/Deep/Deep-000007.vmdk" -F vmdk "$WORK/deep.qcow2"
 : >"$WORK/qsd.img"
@@ -85,12 +96,15 @@ iops() { # FILE JOBS
         --ioengine=psync --direct=1 --time_based --runtime="$RUNTIME" --size="${SIZE}G" \
         --output-format=terse --terse-version=3 2>/dev/null | awk -F';' '{ printf "%.0f", $8 }'
 }
-printf '%-28s | %9s | %9s | %9s | %s\n' "rand read 4 KiB, cold" "depth 1" "depth 8" "qsd d8" "deep/shallow"
+printf '%-22s | %9s | %9s | %11s | %9s | %s\n' "rand read 4 KiB, cold" "depth 1" "depth 8" "clone-of-8" \
+    "qsd d8" "d8/d1, clones/d1"
 for j in 1 4; do
     a=$(iops "$MNT/clones/Shallow/s1/s1-flat.vmdk" $j)
     b=$(iops "$MNT/clones/Deep/d1/d1-flat.vmdk" $j)
+    k=$(iops "$MNT/clones/c7/c8/c8-flat.vmdk" $j)
     c=$(iops "$WORK/qsd.img" $j)
-    printf '%-28s | %9s | %9s | %9s | %s\n' "$j job(s) (IOPS)" "$a" "$b" "$c" \
-        "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }')"
+    printf '%-22s | %9s | %9s | %11s | %9s | %s\n' "$j job(s) (IOPS)" "$a" "$b" "$k" "$c" \
+        "$(awk -v a="$a" -v b="$b" -v k="$k" 'BEGIN { printf "%.2f, %.2f", b / a, k / a }')"
 done
-echo "(vmclonefs links: 2 and 9 with the snapshot's delta; ${SIZE} GiB, ${RUNTIME} s per run)"
+echo "(vmclonefs links: 2 and 9 with the snapshot's delta; c8 sits on 7 frozen layers of"
+echo " c1..c7 and Shallow's snapshot: 10 links; ${SIZE} GiB, ${RUNTIME} s per run)"

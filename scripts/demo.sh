@@ -59,9 +59,16 @@ qemu-img convert -O raw "$demo/library/Ubuntu/Ubuntu.vmdk" "$demo/parent-after.r
 show cmp "$demo/parent.raw" "$demo/parent-after.raw"
 echo "the parent is unchanged"
 show ls -l "$demo/library/.vmclonefs/clones/web1"
+echo
+echo "# A clone is a source too: web1's delta is frozen, and web2 sits on it:"
+show mkdir "$demo/mnt/clones/web1/web2"
+show cmp "$demo/mnt/clones/web1/web2/web2-flat.vmdk" "$demo/mnt/clones/Ubuntu/web1/web1-flat.vmdk"
+echo "identical"
+show qemu-img info --backing-chain "$demo/library/.vmclonefs/clones/web2/web2.vmdk"
 cat <<MSG
 
 The library is mounted at $demo/mnt (log: $demo/vmclonefs.log).
-Try: mkdir "$demo/mnt/clones/Chain@Base install/old"; rmdir "$demo/mnt/clones/Ubuntu/web1"
+Try: mkdir "$demo/mnt/clones/Chain@Base install/old"; rmdir "$demo/mnt/clones/web1/web2"
+(rmdir "$demo/mnt/clones/Ubuntu/web1" is refused while web2 is made from it)
 Unmount with: fusermount3 -u $demo/mnt
 MSG

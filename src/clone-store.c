@@ -153,16 +153,34 @@ gboolean vcf_clone_exists(VcfLibrary *lib, const char *name)
     return g_file_test(ini, G_FILE_TEST_IS_REGULAR);
 }
 
+/* Whether clone NAME's folder holds frozen layers, which a clone may sit on. */
+static gboolean has_layers(VcfLibrary *lib, const char *name)
+{
+    g_autofree char *dir = g_build_filename(vcf_library_store_root(lib), name, NULL);
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *e;
+    gboolean found = FALSE;
+    while (!found && d != NULL && (e = g_dir_read_name(d)) != NULL)
+        found = vcf_freeze_is_layer_name(e);
+    if (d != NULL)
+        g_dir_close(d);
+    return found;
+}
+
 GPtrArray *vcf_clone_dependents(VcfLibrary *lib, const char *name)
 {
     g_autoptr(GPtrArray) names = vcf_clone_list(lib);
     GPtrArray *out = NULL;
+    int layers = -1;   /* not looked at yet */
     for (guint i = 0; i < names->len; i++) {
         const char *n = g_ptr_array_index(names, i);
         if (g_str_equal(n, name))
             continue;
         g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, n, NULL);
-        if (info == NULL || g_strcmp0(info->parent_clone, name) == 0) {
+        /* One that cannot be read may sit on NAME's layers, if NAME has any. */
+        if (info == NULL && layers < 0)
+            layers = has_layers(lib, name);
+        if ((info == NULL && layers > 0) || (info && g_strcmp0(info->parent_clone, name) == 0)) {
             if (out == NULL)
                 out = g_ptr_array_new_with_free_func(g_free);
             g_ptr_array_add(out, g_strdup(n));

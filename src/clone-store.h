@@ -41,8 +41,8 @@ GPtrArray *vcf_clone_list(VcfLibrary *lib);
 /* TRUE if clone NAME exists (its folder holds a clone.ini). */
 gboolean vcf_clone_exists(VcfLibrary *lib, const char *name);
 /* The clones made from clone NAME, which sit on its frozen layers or name
- * it as their source: sorted names, NULL if none. A clone that cannot be
- * read counts, naming itself: it may depend on NAME. */
+ * it as their source: sorted names, NULL if none. A clone whose clone.ini
+ * cannot be read counts when NAME has frozen layers: it may sit on them. */
 GPtrArray *vcf_clone_dependents(VcfLibrary *lib, const char *name);
 /* FALSE with EBUSY naming them, for WHAT ("rmdir clones/Ubuntu/web1"),
  * when clone NAME has dependents. */

@@ -26,6 +26,12 @@ struct VcfDisk {
     guint n_chains;
     /* Reads and writes share it; sync and freeze take it alone. */
     GRWLock lock;
+    /* Protects the store pointer for vcf_disk_describe, which must not wait
+     * for a sync (the mount calls it under its own lock), and the copies
+     * it keeps for while a freeze has the store closed. */
+    GMutex swap_lock;
+    guint32 cid_seen;
+    VcfGeometry geometry_seen;
     /* Reads and writes of one grain take its stripe: a copy-on-write is
      * read-modify-write of the whole grain, and a reader must not see a
      * grain half rewritten in place (its checksum would not match). */
@@ -97,6 +103,9 @@ VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
     d->frozen_bytes = frozen_bytes(d->path, parent);
     d->n_chains = 1;
     g_rw_lock_init(&d->lock);
+    g_mutex_init(&d->swap_lock);
+    d->cid_seen = vcf_sparse_get_cid(store);
+    vcf_sparse_get_geometry(store, &d->geometry_seen);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_init(&d->stripes[i]);
     return d;
@@ -118,6 +127,9 @@ static gboolean open_layers(const char *path, const char *confine, guint n_chain
         g_autofree char *ppath = g_path_is_absolute(hint) ? g_strdup(hint)
             : g_build_filename(dir, hint, NULL);
         *parent = vcf_parent_open(ppath, confine, n_chains, error);
+        if (*parent == NULL && error != NULL && *error == NULL)
+            g_set_error(error, VCF_ERROR, EINVAL, "%s: its parent %s cannot be opened here",
+                        path, ppath);
     }
     if ((hint != NULL && *parent == NULL) || !check_parent(*store, *parent, below, error)) {
         g_clear_pointer(store, vcf_sparse_free);
@@ -150,6 +162,7 @@ static void disk_free(VcfDisk *d)
     g_free(d->path);
     g_free(d->confine);
     g_rw_lock_clear(&d->lock);
+    g_mutex_clear(&d->swap_lock);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_clear(&d->stripes[i]);
     g_free(d);
@@ -178,7 +191,7 @@ const char *vcf_disk_get_path(const VcfDisk *d) { return d->path; }
 /* A disk a failed freeze left closed: EIO for everything. Lock held. */
 static gboolean check_open(VcfDisk *d, GError **error)
 {
-    if (d->store != NULL)
+    if (d->store != NULL && d->broken == NULL)
         return TRUE;
     g_set_error(error, VCF_ERROR, EIO, "%s: %s", d->path, d->broken);
     return FALSE;
@@ -187,14 +200,18 @@ static gboolean check_open(VcfDisk *d, GError **error)
 gboolean vcf_disk_describe(VcfDisk *d, guint32 *cid, VcfGeometry *geometry,
                            guint64 *frozen_bytes, GError **error)
 {
-    g_rw_lock_reader_lock(&d->lock);
-    gboolean ok = check_open(d, error);
-    if (ok) {
-        *cid = vcf_sparse_get_cid(d->store);
-        vcf_sparse_get_geometry(d->store, geometry);
-        *frozen_bytes = d->frozen_bytes;
+    g_mutex_lock(&d->swap_lock);
+    if (d->store != NULL) {
+        d->cid_seen = vcf_sparse_get_cid(d->store);   /* atomic; renewed by a first write */
+        vcf_sparse_get_geometry(d->store, &d->geometry_seen);
     }
-    g_rw_lock_reader_unlock(&d->lock);
+    *cid = d->cid_seen;
+    *geometry = d->geometry_seen;
+    *frozen_bytes = d->frozen_bytes;
+    gboolean ok = d->broken == NULL;
+    if (!ok)
+        g_set_error(error, VCF_ERROR, EIO, "%s: %s", d->path, d->broken);
+    g_mutex_unlock(&d->swap_lock);
     return ok;
 }
 
@@ -349,7 +366,7 @@ gboolean vcf_disk_sync(VcfDisk *d, GError **error)
     return ok;
 }
 
-/* Opens what is at d->path now and puts it in place of what was there.
+/* Opens what is at d->path now and puts it in place of the closed store.
  * Writer lock held. */
 static gboolean reopen_locked(VcfDisk *d, GError **error)
 {
@@ -358,16 +375,23 @@ static gboolean reopen_locked(VcfDisk *d, GError **error)
     VcfStack *below;
     if (!open_layers(d->path, d->confine, d->n_chains, &store, &parent, &below, error))
         return FALSE;
-    if (d->store != NULL)
-        vcf_sparse_free(d->store);
     vcf_stack_free(d->below);
     vcf_parent_free(d->parent);
-    d->store = store;
     d->parent = parent;
     d->below = below;
+    g_mutex_lock(&d->swap_lock);
+    d->store = store;
     d->frozen_bytes = frozen_bytes(d->path, parent);
     g_clear_pointer(&d->broken, g_free);
+    g_mutex_unlock(&d->swap_lock);
     return TRUE;
+}
+
+static void set_broken(VcfDisk *d, const char *why)
+{
+    g_mutex_lock(&d->swap_lock);
+    d->broken = g_strdup_printf("the disk could not be opened again after a freeze: %s", why);
+    g_mutex_unlock(&d->swap_lock);
 }
 
 gboolean vcf_disk_freeze(VcfDisk *d, guint index, char **layer, GError **error)
@@ -383,21 +407,46 @@ gboolean vcf_disk_freeze(VcfDisk *d, guint index, char **layer, GError **error)
         g_rw_lock_writer_unlock(&d->lock);
         return TRUE;
     }
-    /* Closed cleanly (synced, unclean flag off): a layer no one writes. */
-    gboolean ok = vcf_sparse_close(d->store, error);
+    /* The store, its layer and a clone on it: within what a chain may be. */
+    guint links = d->parent ? vcf_parent_get_links(d->parent)->len : 0;
+    if (links + 3 > VCF_CHAIN_MAX_LINKS) {
+        g_set_error(error, VCF_ERROR, EMLINK, "%s: its chain has %u links; a freeze would take "
+                    "a clone of it past the %u a chain may have; clone its VM's snapshot, or "
+                    "make a full copy", d->path, links + 1, VCF_CHAIN_MAX_LINKS);
+        g_rw_lock_writer_unlock(&d->lock);
+        return FALSE;
+    }
+    /* Synced first, the store still open: a failure there loses nothing
+     * (the syncer tries again), and a store that synced closes cleanly
+     * (unclean flag off): a layer no one writes. */
+    if (!vcf_sparse_sync(d->store, error)) {
+        g_rw_lock_writer_unlock(&d->lock);
+        return FALSE;
+    }
+    g_mutex_lock(&d->swap_lock);
+    VcfSparse *old = d->store;
     d->store = NULL;
+    g_mutex_unlock(&d->swap_lock);
+    gboolean ok = vcf_sparse_close(old, error);
     ok = ok && vcf_freeze_store(d->path, index, layer, error);
     GError *again = NULL;
     if (!reopen_locked(d, &again)) {
-        d->broken = g_strdup_printf("the disk could not be opened again after a freeze: %s",
-                                    again->message);
-        if (ok) {
-            g_propagate_error(error, again);
-            g_clear_pointer(layer, g_free);
+        /* A new top that does not open (its chain too deep, a file gone):
+         * the old top comes back, as it was. */
+        GError *undo = NULL;
+        if (ok && vcf_freeze_undo(d->path, *layer, &undo) && reopen_locked(d, &undo)) {
+            g_propagate_prefixed_error(error, again, "%s: the frozen disk did not open, the "
+                                       "freeze was undone: ", d->path);
         } else {
-            g_prefix_error(error, "%s; ", again->message);
+            set_broken(d, again->message);
+            if (ok)
+                g_propagate_error(error, g_error_copy(again));
+            else
+                g_prefix_error(error, "%s; ", again->message);
             g_error_free(again);
+            g_clear_error(&undo);
         }
+        g_clear_pointer(layer, g_free);
         ok = FALSE;
     }
     g_rw_lock_writer_unlock(&d->lock);

@@ -39,6 +39,26 @@ static gboolean move(const char *from, const char *to, GError **error)
     return TRUE;
 }
 
+/* Makes the embedded descriptor of the single-file delta FILE name FILE
+ * itself as its extent: libvmdk opens the extent by that name, and a link
+ * or rename leaves the old one there. */
+static gboolean name_own_extent(const char *file, GError **error)
+{
+    g_autofree char *base = g_path_get_basename(file);
+    VcfSparse *s = vcf_sparse_open(file, FALSE, error);
+    if (s == NULL)
+        return FALSE;
+    g_autofree char *now = vcf_sparse_get_extent_name(s);
+    vcf_sparse_free(s);
+    if (g_strcmp0(now, base) == 0)
+        return TRUE;
+    s = vcf_sparse_open(file, TRUE, error);
+    if (s == NULL)
+        return FALSE;
+    gboolean ok = vcf_sparse_set_extent_name(s, base, error);
+    return vcf_sparse_close(s, ok ? error : NULL) && ok;
+}
+
 gboolean vcf_freeze_store(const char *path, guint index, char **layer, GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(path);
@@ -68,8 +88,9 @@ gboolean vcf_freeze_store(const char *path, guint index, char **layer, GError **
     g_unlink(next);
     g_unlink(next_sums);
     g_autofree char *hint = g_path_get_basename(frozen);
+    g_autofree char *top_name = g_path_get_basename(path);
     VcfSparseParams p = { .capacity = capacity, .parent_cid = cid, .parent_hint = hint,
-                          .geometry = &geo };
+                          .geometry = &geo, .extent_name = top_name };
     VcfSparse *fresh = vcf_sparse_create(next, &p, error);
     if (fresh == NULL || !vcf_sparse_close(fresh, error)) {
         g_unlink(next);
@@ -90,7 +111,10 @@ gboolean vcf_freeze_store(const char *path, guint index, char **layer, GError **
         g_unlink(next_sums);
         return FALSE;
     }
-    if (!vcf_fsync_dir(dir, error) || !move(next, path, error)) {
+    /* Both names are one file now: the layer's name is its extent's. */
+    if (!vcf_fsync_dir(dir, error) || !name_own_extent(frozen, error)
+        || !move(next, path, error)) {
+        name_own_extent(path, NULL);
         g_unlink(frozen);
         g_unlink(frozen_sums);
         g_unlink(next);
@@ -166,5 +190,29 @@ gboolean vcf_freeze_recover(const char *path, guint index, gboolean *fixed, GErr
     if (did && !vcf_fsync_dir(dir, error))
         return FALSE;
     *fixed = *fixed || did;
-    return TRUE;
+    /* Each delta names itself as its extent, whatever step was cut. */
+    if (exists(path) && !name_own_extent(path, error))
+        return FALSE;
+    g_autofree char *prefix = g_strdup_printf(LAYER_PREFIX "%u-", index);
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *e;
+    gboolean ok = TRUE;
+    while (ok && d != NULL && (e = g_dir_read_name(d)) != NULL) {
+        if (g_str_has_prefix(e, prefix) && g_str_has_suffix(e, ".vmdk")) {
+            g_autofree char *p = g_build_filename(dir, e, NULL);
+            ok = name_own_extent(p, error);
+        }
+    }
+    if (d != NULL)
+        g_dir_close(d);
+    return ok;
+}
+
+gboolean vcf_freeze_undo(const char *path, const char *layer, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    g_autofree char *sums = g_strconcat(path, ".xxh", NULL);
+    g_autofree char *layer_sums = g_strconcat(layer, ".xxh", NULL);
+    return move(layer_sums, sums, error) && move(layer, path, error)
+        && name_own_extent(path, error) && vcf_fsync_dir(dir, error);
 }

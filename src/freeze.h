@@ -16,7 +16,9 @@
  * STEM.vmdk is at every moment a whole VMware delta, for qemu-img and
  * VMware too: the old one, or the new one over the frozen layer. After a
  * crash, vcf_freeze_recover() undoes a freeze whose new top did not get
- * its name, and finishes one whose sums did not. */
+ * its name, and finishes one whose sums did not. Each delta's embedded
+ * descriptor names its own file as its extent (libvmdk opens that name):
+ * the new top is made so, the frozen layer renamed so once linked. */
 #pragma once
 #include <glib.h>
 
@@ -30,6 +32,10 @@ gboolean vcf_freeze_store(const char *path, guint index, char **layer, GError **
 /* Puts right a freeze of disk INDEX, whose top is PATH, that a crash
  * interrupted. *FIXED is set when something was done. */
 gboolean vcf_freeze_recover(const char *path, guint index, gboolean *fixed, GError **error);
+
+/* Undoes a freeze just made, whose new top at PATH holds nothing yet:
+ * LAYER gets the top's name again (for a new top that cannot be opened). */
+gboolean vcf_freeze_undo(const char *path, const char *layer, GError **error);
 
 /* TRUE for the names vcf_freeze_store makes in a store folder. */
 gboolean vcf_freeze_is_layer_name(const char *name);

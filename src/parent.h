@@ -12,6 +12,9 @@
 
 typedef struct VcfParent VcfParent;
 
+/* The deepest chain vcf_parent_open opens, in links. */
+#define VCF_CHAIN_MAX_LINKS 255
+
 /* Opens the disk whose descriptor (or monolithic sparse file) is PATH, and
  * the parents named by parentFileNameHint down to the base. Every file of
  * the chain, extents included, must resolve inside CONFINE_DIR; a chain

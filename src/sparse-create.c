@@ -56,7 +56,7 @@ static VcfSparse *write_new(const char *path, const VcfSparseParams *p,
     s->cid = vcf_sparse_random_cid();
     s->parent_cid = p->parent_cid;
     s->parent_hint = g_strdup(p->parent_hint);
-    g_autofree char *base = g_path_get_basename(path);
+    g_autofree char *base = p->extent_name ? g_strdup(p->extent_name) : g_path_get_basename(path);
     s->descriptor = vcf_sparse_descriptor_text(s->cid, p->parent_cid, p->parent_hint,
                                     capacity / SECTOR, base, p->geometry);
     vcf_geometry_from_descriptor(&s->geometry, s->descriptor, capacity, "lsilogic");

@@ -91,6 +91,18 @@ static gboolean write_new_cid(VcfSparse *s, guint32 cid, GError **error)
     return TRUE;
 }
 
+char *vcf_sparse_get_extent_name(const VcfSparse *s)
+{
+    g_auto(GStrv) lines = g_strsplit(s->descriptor, "\n", -1);
+    for (char **l = lines; *l != NULL; l++) {
+        const char *q = strchr(*l, '"');
+        const char *end = q ? strrchr(*l, '"') : NULL;
+        if (q != NULL && end > q && g_str_has_prefix(*l, "RW ") && strstr(*l, " SPARSE ") != NULL)
+            return g_strndup(q + 1, end - q - 1);
+    }
+    return NULL;
+}
+
 gboolean vcf_sparse_set_extent_name(VcfSparse *s, const char *name, GError **error)
 {
     g_return_val_if_fail(s->writable, FALSE);

@@ -38,6 +38,8 @@ typedef struct {
     guint32 parent_cid;        /* VCF_CID_NONE for a disk with no parent */
     const char *parent_hint;   /* parentFileNameHint, NULL for none */
     const VcfGeometry *geometry; /* ddb adapter and geometry; NULL: lsilogic's */
+    const char *extent_name;   /* the extent's file name in the embedded
+                                * descriptor; NULL: the file's own */
 } VcfSparseParams;
 
 typedef enum {
@@ -93,5 +95,7 @@ gboolean vcf_sparse_write_grain(VcfSparse *sparse, guint64 grain,
  * embedded descriptor, durably: libvmdk opens a single-file disk's extent
  * by that name, so a renamed store must say its new one. */
 gboolean vcf_sparse_set_extent_name(VcfSparse *sparse, const char *name, GError **error);
+/* The extent's file name the embedded descriptor gives now (NULL if none). */
+char *vcf_sparse_get_extent_name(const VcfSparse *sparse);
 /* Makes every write so far durable: data and checksums, then tables. */
 gboolean vcf_sparse_sync(VcfSparse *sparse, GError **error);

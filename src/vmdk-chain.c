@@ -5,13 +5,13 @@
 #include "descriptor-utf8.h"
 #include "vcf-error.h"
 #include "vmdk-files.h"
+#include "parent.h"
 #include "sparse.h"
 #include "sparse-format.h"
 
 #include <errno.h>
 #include <string.h>
 
-#define MAX_LINKS 255
 #define CID_NONE 0xffffffffu
 #define TEXT_SLACK ((gsize) 64 * 1024)
 
@@ -364,10 +364,10 @@ gboolean vcf_vmdk_chain_open(VcfVmdkChain *chain, const char *top, const char *c
     gboolean ok = FALSE;
 
     for (;;) {
-        if (links->len == MAX_LINKS) {
+        if (links->len == VCF_CHAIN_MAX_LINKS) {
             g_set_error(error, VCF_ERROR, EINVAL,
                         "%s: chain is deeper than %d links (at %s)",
-                        top, MAX_LINKS, disk);
+                        top, VCF_CHAIN_MAX_LINKS, disk);
             goto out;
         }
         g_hash_table_add(seen, g_strdup(disk));

@@ -22,6 +22,16 @@ STORE=$LIB/.vmclonefs/clones
 flat() { echo "$C/$2/$1/$1-flat.vmdk"; }   # NAME SOURCE
 layers() { find "$STORE/$1" -maxdepth 1 -name '.vcf-layer-*.vmdk' | wc -l; }
 hint_of() { grep -a '^parentFileNameHint=' "$1" | sed 's/^parentFileNameHint="\(.*\)"$/\1/'; }
+# libvmdk opens a single-file delta's extent by the name its embedded
+# descriptor gives: every top and frozen layer must name itself.
+extent_names_ok() {
+    local f ext
+    for f in "$STORE"/*/*.vmdk "$STORE"/*/.vcf-layer-*.vmdk; do
+        ext=$(grep -a -m1 '^RW [0-9]* SPARSE "' "$f" | sed 's/.*"\(.*\)"$/\1/')
+        [ "$ext" = "$(basename "$f")" ] || fail "$f names extent \"$ext\", not itself"
+        vmdkinfo "$f" >"$T/vmdkinfo.out" 2>&1 || fail "vmdkinfo $f: $(tail -3 "$T/vmdkinfo.out")"
+    done
+}
 random_writes() { # FLAT MODEL COUNT
     local i len off
     for i in $(seq "$3"); do
@@ -134,6 +144,7 @@ rmdir "$C/x1/y" || fail "rmdir of leaf y"
 [ ! -e "$C/x1/y" ] && [ ! -e "$STORE/y" ] || fail "y is still there"
 
 # ---- remount, then offline
+extent_names_ok   # as the freezes left them, before a mount's recovery
 unmount_lib
 mount_lib
 for d in $(seq 1 $DEPTH); do
@@ -145,6 +156,7 @@ unmount_lib
 for n in c1 c2 c3 c4 c5 c6 c7 c8 x1 x2 during p q; do
     qemu-img check -q "$STORE/$n/$n.vmdk" || fail "qemu-img check of $n's store"
 done
+extent_names_ok
 for d in $(seq 1 $DEPTH); do
     raw_of "$STORE/c$d/c$d.vmdk" "$T/off.raw"
     same_bytes "$T/off.raw" "$T/c$d.raw" "qemu-img's reading of c$d's stored chain"
@@ -153,8 +165,14 @@ raw_of "$STORE/q/q_1.vmdk" "$T/off.raw"
 same_bytes "$T/off.raw" "$T/p1.raw" "qemu-img's reading of q's second disk"
 
 # ---- deleting leaf first empties the store, and the VM's snapshot goes back
+# An unreadable clone.ini elsewhere holds back only clones with layers.
+mkdir "$STORE/zz"
+echo "not an ini file [" >"$STORE/zz/clone.ini"
 mount_lib
-for pair in during:c1 q:p p:TwoDisks x2:c8 x1:c8 c8:c7 c7:c6 c6:c5 c5:c4 c4:c3 c3:c2 c2:c1 c1:Ubuntu; do
+expect_err "a library folder named after a clone" "File exists" mkdir "$MNT/c2"
+rmdir "$C/c1/during" || fail "rmdir of during (no layers) with an unreadable clone.ini around"
+rm -r "$STORE/zz"
+for pair in q:p p:TwoDisks x2:c8 x1:c8 c8:c7 c7:c6 c6:c5 c5:c4 c4:c3 c3:c2 c2:c1 c1:Ubuntu; do
     rmdir "$C/${pair#*:}/${pair%%:*}" || fail "rmdir clones/${pair#*:}/${pair%%:*}: $(tail -2 "$LOG")"
 done
 [ -z "$(ls -A "$STORE")" ] || fail "store not empty after deleting every clone: $(ls -A "$STORE")"
