@@ -88,6 +88,38 @@ fail:
     return NULL;
 }
 
+static gboolean read_header(int fd, const char *path, guint64 n_grains, guint32 *cid,
+                            GError **error)
+{
+    SumsHeader h;
+    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h
+        || memcmp(h.magic, SUMS_MAGIC, 8) != 0
+        || GUINT32_FROM_LE(h.version) != SUMS_VERSION
+        || GUINT32_FROM_LE(h.grain_size) != 65536
+        || GUINT64_FROM_LE(h.n_grains) != n_grains) {
+        g_set_error(error, VCF_ERROR, EINVAL,
+                    "%s: not a checksum file for this disk (bad header)", path);
+        return FALSE;
+    }
+    *cid = GUINT32_FROM_LE(h.cid);
+    return TRUE;
+}
+
+int vcf_grain_sums_open_read_only(const char *path, guint64 n_grains, guint32 *cid,
+                                  GError **error)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        vcf_set_errno(error, errno, path);
+        return -1;
+    }
+    if (!read_header(fd, path, n_grains, cid, error)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 VcfGrainSums *vcf_grain_sums_open(const char *path, guint64 n_grains,
                                   GError **error)
 {
@@ -98,17 +130,8 @@ VcfGrainSums *vcf_grain_sums_open(const char *path, guint64 n_grains,
         return NULL;
     }
     g_autoptr(VcfGrainSums) s = sums_new(path, fd, n_grains);
-    SumsHeader h;
-    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h
-        || memcmp(h.magic, SUMS_MAGIC, 8) != 0
-        || GUINT32_FROM_LE(h.version) != SUMS_VERSION
-        || GUINT32_FROM_LE(h.grain_size) != 65536
-        || GUINT64_FROM_LE(h.n_grains) != n_grains) {
-        g_set_error(error, VCF_ERROR, EINVAL,
-                    "%s: not a checksum file for this disk (bad header)", path);
+    if (!read_header(fd, path, n_grains, &s->cid, error))
         return NULL;
-    }
-    s->cid = GUINT32_FROM_LE(h.cid);
     s->table = vcf_table_new(fd, SUMS_HEADER, n_grains * 8, TRUE, path, error);
     if (s->table == NULL)
         return NULL;

@@ -15,6 +15,13 @@ VcfGrainSums *vcf_grain_sums_create(const char *path, guint64 n_grains,
 VcfGrainSums *vcf_grain_sums_open(const char *path, guint64 n_grains,
                                   GError **error);
 void vcf_grain_sums_free(VcfGrainSums *sums);
+/* For reading a frozen layer's sums: PATH opened read-only, its header
+ * checked as above; *CID gets the CID it was made consistent with. The
+ * sum of grain G is the 8 bytes at VCF_GRAIN_SUMS_AT(G). -1 on error
+ * (ENOENT when there is no such file). */
+int vcf_grain_sums_open_read_only(const char *path, guint64 n_grains, guint32 *cid,
+                                  GError **error);
+#define VCF_GRAIN_SUMS_AT(grain) (4096u + (guint64)(grain) * 8)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfGrainSums, vcf_grain_sums_free)
 
 /* The store CID recorded when the sums were last made durable. */

@@ -4,13 +4,20 @@
  * its first use, and a read is one pread of exactly the bytes asked for
  * (grains that lie back to back in the file are read together).
  *
+ * A frozen layer of ours (freeze.h) keeps its xxh3 sums beside it in
+ * PATH.xxh; when they were made for this very file (the CID matches),
+ * every grain read from it is read whole and checked, as the store's own
+ * grains are: a damaged grain is EIO, never wrong bytes.
+ *
  * Entries follow qemu's reading of the format, the oracle of our tests:
  * the directory at gdOffset, a table entry 0 is a grain this extent does
  * not hold, 1 is a zeroed grain when the header says zeroed grains are in
  * use, anything else the grain's first sector in the file. */
 #include "config.h"
 #include "layer.h"
+#include "descriptor.h"
 #include "fileutil.h"
+#include "grain-sums.h"
 #include "sparse.h"
 #include "sparse-format.h"
 #include "vcf-error.h"
@@ -19,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define GD_AT_END G_GUINT64_CONSTANT(0xffffffffffffffff)
 
@@ -33,6 +41,10 @@ typedef struct {
     /* Grain tables in host order, loaded on first use and published with a
      * compare-and-swap (no lock: a racing loader frees its copy). */
     guint32 **gts;
+    /* Checksums, -1 if none: per grain table, its grains' sums (host
+     * order), loaded on first use like the tables. */
+    int sums_fd;
+    guint64 **sums;
 } SparseLayer;
 
 static gboolean refuse(GError **error, const char *path, const char *why)
@@ -73,6 +85,56 @@ static gboolean entry(SparseLayer *s, guint64 grain, guint32 *gte, GError **erro
         }
     }
     *gte = gt[grain % s->gtes_per_gt];
+    return TRUE;
+}
+
+/* The recorded sum of GRAIN in *SUM. */
+static gboolean sum_of(SparseLayer *s, guint64 grain, guint64 *sum, GError **error)
+{
+    guint64 i = grain / s->gtes_per_gt;
+    guint64 *chunk = g_atomic_pointer_get(&s->sums[i]);
+    if (chunk == NULL) {
+        gsize bytes = (gsize) s->gtes_per_gt * 8;
+        guint64 *fresh = g_malloc0(bytes);
+        gssize n = vcf_pread_all(s->sums_fd, fresh, bytes, VCF_GRAIN_SUMS_AT(i * s->gtes_per_gt),
+                                 s->base.path, error);
+        if (n < 0) {
+            g_free(fresh);
+            return FALSE;
+        }
+        for (guint32 j = 0; j < s->gtes_per_gt; j++)
+            fresh[j] = GUINT64_FROM_LE(fresh[j]);
+        if (g_atomic_pointer_compare_and_exchange(&s->sums[i], NULL, fresh))
+            chunk = fresh;
+        else {
+            g_free(fresh);
+            chunk = g_atomic_pointer_get(&s->sums[i]);
+        }
+    }
+    *sum = chunk[grain % s->gtes_per_gt];
+    return TRUE;
+}
+
+/* Grain G, stored at sector GTE, read whole and checked; OUT gets LEN
+ * bytes of it from byte IN. */
+static gboolean read_checked(SparseLayer *s, guint64 g, guint32 gte, guint64 in, guint8 *out,
+                             gsize len, GError **error)
+{
+    gboolean whole = in == 0 && len == s->grain_bytes;
+    g_autofree guint8 *tmp = whole ? NULL : g_malloc(s->grain_bytes);
+    guint8 *grain = whole ? out : tmp;
+    guint64 at = (guint64) gte * SECTOR, want;
+    gssize r = vcf_pread_all(s->fd, grain, s->grain_bytes, at, s->base.path, error);
+    if (r < 0 || !sum_of(s, g, &want, error))
+        return FALSE;
+    if ((gsize) r < s->grain_bytes || vcf_grain_sum(grain, s->grain_bytes) != want) {
+        g_set_error(error, VCF_ERROR, EIO, "%s: checksum mismatch in grain %" G_GUINT64_FORMAT
+                    " (disk offset %" G_GUINT64_FORMAT "): this frozen layer is damaged",
+                    s->base.path, g, g * s->grain_bytes);
+        return FALSE;
+    }
+    if (!whole)
+        memcpy(out, tmp + in, len);
     return TRUE;
 }
 
@@ -118,6 +180,9 @@ static gboolean sparse_read(VcfLayer *layer, void *buf, gsize len, guint64 offse
         }
         if (gte == 1 && s->zero_grain) {
             memset(out, 0, n);
+        } else if (s->sums_fd >= 0) {
+            if (!read_checked(s, g, gte, in, out, n, error))
+                return FALSE;
         } else {
             /* Following grains stored right after this one: one pread. */
             guint32 next = gte;
@@ -152,6 +217,11 @@ static void sparse_free(VcfLayer *layer)
     for (guint64 i = 0; s->gts != NULL && i < s->n_gts; i++)
         g_free(s->gts[i]);
     g_free(s->gts);
+    for (guint64 i = 0; s->sums != NULL && i < s->n_gts; i++)
+        g_free(s->sums[i]);
+    g_free(s->sums);
+    if (s->sums_fd >= 0)
+        close(s->sums_fd);
     g_free(s->gd);
     g_free(layer->path);
     g_free(s);
@@ -163,6 +233,30 @@ static int cmp_u32(const void *a, const void *b)
 {
     guint32 x = *(const guint32 *) a, y = *(const guint32 *) b;
     return x < y ? -1 : x > y;
+}
+
+/* The layer's own sums, if it is one of our frozen layers and they were
+ * made for it; none is no error (VMware's deltas have none). */
+static void open_sums(SparseLayer *s, guint64 grains)
+{
+    if (s->grain_bytes != VCF_GRAIN_SIZE)
+        return;
+    g_autofree char *sums = g_strconcat(s->base.path, ".xxh", NULL);
+    if (!g_file_test(sums, G_FILE_TEST_IS_REGULAR))
+        return;
+    g_autofree char *text = vcf_descriptor_load(s->base.path, NULL);
+    guint32 cid, made_for;
+    if (text == NULL || !vcf_sparse_parse_cid(text, "CID", &cid))
+        return;
+    int fd = vcf_grain_sums_open_read_only(sums, grains, &made_for, NULL);
+    if (fd < 0)
+        return;
+    if (made_for != cid) {   /* written since by someone else: stale */
+        close(fd);
+        return;
+    }
+    s->sums_fd = fd;
+    s->sums = g_new0(guint64 *, s->n_gts);
 }
 
 static gboolean load(SparseLayer *s, GError **error)
@@ -218,6 +312,7 @@ static gboolean load(SparseLayer *s, GError **error)
             return refuse(error, path, "grain tables overlap");
     }
     s->gts = g_new0(guint32 *, s->n_gts);
+    open_sums(s, grains);
     return TRUE;
 }
 
@@ -228,6 +323,7 @@ VcfLayer *vcf_layer_sparse_open(int fd, const char *path, guint64 size, GError *
     s->base.size = size;
     s->base.path = g_strdup(path);
     s->fd = fd;
+    s->sums_fd = -1;
     if (!load(s, error)) {
         sparse_free(&s->base);
         return NULL;

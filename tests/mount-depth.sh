@@ -180,4 +180,29 @@ ls "$C" | grep -q '^c1$' && fail "deleted clone c1 is still a source"
 unmount_lib
 grep -q '^scsi0:0.fileName = "Ubuntu.vmdk"$' "$LIB/Ubuntu/Ubuntu.vmx" ||
     fail "the VM's snapshot was not taken back with its last clone"
+
+# ---- a frozen layer keeps its checksums: a damaged grain is EIO, not wrong bytes
+mount_lib
+mkdir "$C/Ubuntu/f1" || fail "mkdir clones/Ubuntu/f1"
+head -c 65536 /dev/urandom >"$T/grain"
+dd if="$T/grain" of="$C/Ubuntu/f1/f1-flat.vmdk" bs=64K seek=10 conv=notrunc,fsync status=none
+mkdir "$C/f1/f2" || fail "mkdir clones/f1/f2"
+unmount_lib
+layer=$STORE/f1/.vcf-layer-0-1.vmdk
+at=$(qemu-img map --output=json "$layer" | tr -d ' \n' | grep -o '{[^}]*}' |
+    grep '"start":655360,' | grep '"depth":0' | grep -o '"offset":[0-9]*' | cut -d: -f2)
+[ -n "$at" ] || fail "qemu-img map does not place f1's grain 10 in its frozen layer"
+cp "$layer" "$T/layer.good"
+printf 'damage' | dd of="$layer" bs=1 seek=$((at + 1000)) conv=notrunc status=none
+mount_lib
+log_mark
+expect_err "reading a damaged grain of a frozen layer" "Input/output error" \
+    dd if="$C/f1/f2/f2-flat.vmdk" of=/dev/null bs=64K skip=10 count=1 status=none
+expect_log "the log names the damaged layer" "checksum mismatch" ".vcf-layer-0-1.vmdk"
+unmount_lib
+cp "$T/layer.good" "$layer"
+mount_lib
+cmp -s -n 65536 -i "$((10 * 65536)):0" "$C/f1/f2/f2-flat.vmdk" "$T/grain" ||
+    fail "f2 does not read f1's grain from the repaired layer"
+unmount_lib
 finish_soft_fails
