@@ -101,8 +101,9 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
     OpenClone *src = strchr(source, '@') == NULL && vcf_clone_exists(m->lib, source)
         ? open_clone_now(m, source, NULL) : NULL;
     /* mkdir returns once the clone exists: wait for the job. */
-    g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name,
-                                                 src ? src->clone : NULL, NULL, NULL);
+    VcfClone *opened = NULL;
+    g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name, src ? src->clone : NULL,
+                                                 m->n_chains, &opened, NULL, NULL);
     gboolean made = vcf_job_wait(job, &error);
     if (src != NULL) {
         /* Its layers changed: so did the files it protects. */
@@ -119,7 +120,7 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
         g_error_free(error);
         return;
     }
-    if (open_clone_now(m, name, &error) == NULL) {
+    if (open_clone_publish(m, name, opened, &error) == NULL) {
         /* A clone we cannot open would leave its parents unprotected:
          * it goes again, and mkdir says why. */
         g_prefix_error(&error, "mkdir clones/%s/%s: the new clone does not open: ", source, name);

@@ -23,6 +23,9 @@ OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error);
 /* Opens clone NAME unless open, reading its store without m->lock, and
  * returns it. m->ns_lock held, m->lock not. */
 OpenClone *open_clone_now(VcfMount *m, const char *name, GError **error);
+/* The same, for a clone its maker OPENED already (taken; NULL: open it). */
+OpenClone *open_clone_publish(VcfMount *m, const char *name, VcfClone *opened,
+                              GError **error);
 /* Takes the open clone NAME out of the table (NULL if not open) and drops
  * its protection. m->ns_lock and m->lock held. */
 OpenClone *open_clone_steal(VcfMount *m, const char *name);

@@ -112,11 +112,21 @@ void open_clone_put_back(VcfMount *m, const char *name, OpenClone *oc)
 
 OpenClone *open_clone_now(VcfMount *m, const char *name, GError **error)
 {
+    return open_clone_publish(m, name, NULL, error);
+}
+
+OpenClone *open_clone_publish(VcfMount *m, const char *name, VcfClone *opened,
+                              GError **error)
+{
     /* Opened without lock (it reads the store and the parents' chains),
      * then published; lookups may have opened it meanwhile. */
     VcfCloneInfo *info = vcf_clone_info_load(m->lib, name, error);
-    VcfClone *c = info ? vcf_clone_open(m->lib, name, m->n_chains, error) : NULL;
-    if (c == NULL) {
+    VcfClone *c = opened;
+    if (info != NULL && c == NULL)
+        c = vcf_clone_open(m->lib, name, m->n_chains, error);
+    if (info == NULL || c == NULL) {
+        if (c != NULL)
+            vcf_clone_close(c, NULL);
         vcf_clone_info_free(info);
         return NULL;
     }

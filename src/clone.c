@@ -123,17 +123,19 @@ static gboolean write_ini(const char *path, const char *source, const VcfSource 
     return vcf_file_write_atomic(path, data, len, error);
 }
 
-/* Fills folder DIR with the clone's deltas, .vmx and clone.ini. */
+/* Fills folder DIR with the clone's deltas, .vmx and clone.ini. PARENTS
+ * gets each disk's parent chain, opened with N_CHAINS. */
 static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
                            const VcfSource *base, const char *source, const char *name,
-                           GError **error)
+                           guint n_chains, GPtrArray *parents, GError **error)
 {
     GPtrArray *disks = base->disks;
     for (guint i = 0; i < disks->len; i++) {
         const VcfVmDisk *d = g_ptr_array_index(disks, i);
-        g_autoptr(VcfParent) parent = vcf_parent_open(d->path, vcf_library_root(lib), 1, error);
+        VcfParent *parent = vcf_parent_open(d->path, vcf_library_root(lib), n_chains, error);
         if (parent == NULL)
             return FALSE;
+        g_ptr_array_add(parents, parent);
         g_autofree char *stem = vcf_disk_stem(name, i);
         g_autofree char *file = g_strconcat(stem, ".vmdk", NULL);
         g_autofree char *path = g_build_filename(dir, file, NULL);
@@ -157,8 +159,42 @@ static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
         && write_ini(ini, source, base, name, error);
 }
 
+static GPtrArray *collect_parent_files(VcfClone *c)
+{
+    GPtrArray *files = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < c->disks->len; i++)
+        vcf_disk_add_parent_files(g_ptr_array_index(c->disks, i), files);
+    return files;
+}
+
+/* The clone just made in FINAL, served over the PARENTS its store was made
+ * on (taken), so that opening it does not walk their chains again. */
+static VcfClone *open_made(const char *name, const char *final, GPtrArray *parents,
+                           GError **error)
+{
+    VcfClone *c = g_new0(VcfClone, 1);
+    c->name = g_strdup(name);
+    c->disks = g_ptr_array_new();
+    g_mutex_init(&c->files_lock);
+    for (guint i = 0; i < parents->len; i++) {
+        g_autofree char *stem = vcf_disk_stem(name, i);
+        g_autofree char *file = g_strconcat(stem, ".vmdk", NULL);
+        g_autofree char *path = g_build_filename(final, file, NULL);
+        VcfDisk *disk = vcf_disk_open_over(path, g_steal_pointer(&parents->pdata[i]), error);
+        if (disk == NULL) {
+            c->parent_files = g_ptr_array_new();
+            vcf_clone_close(c, NULL);
+            return NULL;
+        }
+        g_ptr_array_add(c->disks, disk);
+    }
+    c->parent_files = collect_parent_files(c);
+    return c;
+}
+
 static gboolean create(VcfLibrary *lib, const char *source, const char *name,
-                       VcfClone *open_source, GError **error)
+                       VcfClone *open_source, guint n_chains, VcfClone **opened,
+                       GError **error)
 {
     if (!vcf_clone_check_new_name(lib, name, error))
         return FALSE;
@@ -177,7 +213,8 @@ static gboolean create(VcfLibrary *lib, const char *source, const char *name,
         return FALSE;
     }
     /* Its files' names durable before the folder is renamed into place. */
-    gboolean ok = fill_store(lib, tmp, final, &base, source, name, error)
+    g_autoptr(GPtrArray) parents = g_ptr_array_new_with_free_func((GDestroyNotify)vcf_parent_free);
+    gboolean ok = fill_store(lib, tmp, final, &base, source, name, n_chains, parents, error)
                   && vcf_fsync_dir(tmp, error);
     if (ok && g_rename(tmp, final) < 0) {
         int e = errno;
@@ -204,13 +241,19 @@ static gboolean create(VcfLibrary *lib, const char *source, const char *name,
         return FALSE;
     }
     vcf_source_clear(&base);
-    return vcf_fsync_dir(root, error);
+    if (!vcf_fsync_dir(root, error))
+        return FALSE;
+    /* The clone exists: one that does not open is the opener's to report
+     * (vcf_clone_open says why). */
+    if (opened != NULL)
+        *opened = open_made(name, final, parents, NULL);
+    return TRUE;
 }
 
 gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
                           GError **error)
 {
-    return create(lib, source, name, NULL, error);
+    return create(lib, source, name, NULL, 1, NULL, error);
 }
 
 typedef struct {
@@ -218,6 +261,8 @@ typedef struct {
     char *source;
     char *name;
     VcfClone *open_source;
+    guint n_chains;
+    VcfClone **opened;
 } CreateArgs;
 
 static void create_args_free(gpointer p)
@@ -231,14 +276,18 @@ static void create_args_free(gpointer p)
 static gboolean create_job_main(gpointer p, GError **error)
 {
     CreateArgs *a = p;
-    return create(a->lib, a->source, a->name, a->open_source, error);
+    return create(a->lib, a->source, a->name, a->open_source, a->n_chains, a->opened, error);
 }
 
 VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
-                             VcfClone *open_source, VcfJobCallback callback,
-                             gpointer user_data)
+                             VcfClone *open_source, guint n_chains, VcfClone **opened,
+                             VcfJobCallback callback, gpointer user_data)
 {
     CreateArgs *a = g_new0(CreateArgs, 1);
+    a->n_chains = n_chains;
+    a->opened = opened;
+    if (opened != NULL)
+        *opened = NULL;
     a->open_source = open_source;
     a->lib = lib;
     a->source = g_strdup(source);
@@ -248,14 +297,6 @@ VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *na
 }
 
 /* ---- serving a clone -------------------------------------------------------- */
-
-static GPtrArray *collect_parent_files(VcfClone *c)
-{
-    GPtrArray *files = g_ptr_array_new_with_free_func(g_free);
-    for (guint i = 0; i < c->disks->len; i++)
-        vcf_disk_add_parent_files(g_ptr_array_index(c->disks, i), files);
-    return files;
-}
 
 VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
                          GError **error)

@@ -26,10 +26,13 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
  * be NULL) runs when the clone exists or has failed; vcf_job_wait gives the
  * result. LIB must outlive the job. OPEN_SOURCE: when SOURCE is a clone
  * that is open, that clone (frozen through its open disks, which must not
- * be closed before the job ends); NULL otherwise. */
+ * be closed before the job ends); NULL otherwise. OPENED, if not NULL,
+ * gets the new clone opened for serving (as vcf_clone_open with
+ * N_CHAINS would, over the chains the job opened anyway), or NULL if it
+ * does not open; read it once the job has ended. */
 VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
-                             VcfClone *open_source, VcfJobCallback callback,
-                             gpointer user_data);
+                             VcfClone *open_source, guint n_chains, VcfClone **opened,
+                             VcfJobCallback callback, gpointer user_data);
 VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
                          GError **error);
 gboolean vcf_clone_close(VcfClone *clone, GError **error);

@@ -86,14 +86,8 @@ static guint64 frozen_bytes(const char *path, VcfParent *parent)
     return n;
 }
 
-VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
+static VcfDisk *disk_new(VcfSparse *store, VcfParent *parent, VcfStack *below)
 {
-    VcfStack *below;
-    if (!check_parent(store, parent, &below, error)) {
-        vcf_sparse_free(store);
-        vcf_parent_free(parent);
-        return NULL;
-    }
     VcfDisk *d = g_new0(VcfDisk, 1);
     d->below = below;
     d->store = store;
@@ -109,6 +103,17 @@ VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_init(&d->stripes[i]);
     return d;
+}
+
+VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
+{
+    VcfStack *below;
+    if (!check_parent(store, parent, &below, error)) {
+        vcf_sparse_free(store);
+        vcf_parent_free(parent);
+        return NULL;
+    }
+    return disk_new(store, parent, below);
 }
 
 /* The store at PATH and the chain below it, checked. */
@@ -146,11 +151,23 @@ VcfDisk *vcf_disk_open(const char *path, const char *confine, guint n_chains, GE
     VcfStack *below;
     if (!open_layers(path, confine, n_chains, &store, &parent, &below, error))
         return NULL;
-    vcf_stack_free(below);
+    VcfDisk *d = disk_new(store, parent, below);
+    d->confine = g_strdup(confine);
+    d->n_chains = n_chains ? n_chains : 1;
+    return d;
+}
+
+VcfDisk *vcf_disk_open_over(const char *path, VcfParent *parent, GError **error)
+{
+    VcfSparse *store = vcf_sparse_open(path, TRUE, error);
+    if (store == NULL) {
+        vcf_parent_free(parent);
+        return NULL;
+    }
     VcfDisk *d = vcf_disk_new(store, parent, error);
     if (d != NULL) {
-        d->confine = g_strdup(confine);
-        d->n_chains = n_chains ? n_chains : 1;
+        d->confine = g_strdup(vcf_parent_get_confine(parent));
+        d->n_chains = vcf_parent_get_n_chains(parent);
     }
     return d;
 }

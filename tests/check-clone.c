@@ -67,7 +67,9 @@ START_TEST(job_makes_linked_clone)
 {
     gint called = 0;
     GError *error = NULL;
-    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, "TwoDisks", "web1", NULL, callback, &called);
+    VcfClone *opened = NULL;
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, "TwoDisks", "web1", NULL, 2, &opened,
+                                                 callback, &called);
     ck_assert_msg(vcf_job_wait(job, &error), "%s", error ? error->message : "");
     ck_assert(vcf_job_is_done(job));
     ck_assert_int_eq(g_atomic_int_get(&called), 1);
@@ -107,6 +109,16 @@ START_TEST(job_makes_linked_clone)
     g_autoptr(GPtrArray) files = vcf_clone_parent_files(c);
     ck_assert_uint_ge(files->len, 2);
     ck_assert(vcf_clone_close(c, &error));
+    /* The job's own opening serves the same disks over the same files. */
+    ck_assert(opened != NULL);
+    ck_assert_uint_eq(vcf_clone_n_disks(opened), 2);
+    assert_disk_is(opened, 0, d0);
+    assert_disk_is(opened, 1, d1);
+    g_autoptr(GPtrArray) files2 = vcf_clone_parent_files(opened);
+    ck_assert_uint_eq(files2->len, files->len);
+    for (guint i = 0; i < files->len; i++)
+        ck_assert_str_eq(g_ptr_array_index(files2, i), g_ptr_array_index(files, i));
+    ck_assert(vcf_clone_close(opened, &error));
 
     ck_assert(vcf_clone_delete(lib, "web1", &error));
     ck_assert(!g_file_test(info->dir, G_FILE_TEST_EXISTS));
@@ -143,7 +155,7 @@ static guint leftovers(void)
 static void expect_refused(const char *source, const char *name, int code)
 {
     GError *error = NULL;
-    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, source, name, NULL, NULL, NULL);
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, source, name, NULL, 1, NULL, NULL, NULL);
     ck_assert_msg(!vcf_job_wait(job, &error), "%s/%s was accepted", source, name);
     ck_assert_msg(error->code == code, "%s/%s: %s (code %d, want %d)", source, name,
                   error->message, error->code, code);
