@@ -89,13 +89,43 @@ static void log_source_warnings(VcfMount *m, const char *source, const char *nam
                   (const char *)g_ptr_array_index(vm->warnings, i));
 }
 
+/* Why the last mkdir under SOURCE was refused, for its xattr. */
+static void refused(VcfMount *m, const char *source, const char *why)
+{
+    g_mutex_lock(&m->lock);
+    g_hash_table_insert(m->refusals, g_strdup(source), g_strdup(why));
+    g_mutex_unlock(&m->lock);
+}
+
+/* VixVM_Clone refuses a full clone of a powered-on VM, whatever its
+ * snapshot: its disks are in use. */
+static gboolean full_allowed(VcfMount *m, const char *source, GError **error)
+{
+    if (vcf_clone_exists(m->lib, source))
+        return TRUE;
+    g_autofree char *vm_name = g_strndup(source, strcspn(source, "@"));
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(m->lib, vm_name, NULL);
+    if (vm == NULL || vm->power != VCF_POWER_ON)
+        return TRUE;
+    g_set_error(error, VCF_ERROR, EBUSY, "VM %s is powered on: a full clone needs it powered "
+                "off (VIX_E_VM_IS_RUNNING); a linked clone of a snapshot does not", vm_name);
+    return FALSE;
+}
+
 /* mkdir clones/SOURCE/NAME. m->ns_lock held. */
 static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const char *source,
                        const char *name)
 {
     GError *error = NULL;
     gint64 t0 = g_get_monotonic_time();
+    gboolean full = m->full_default;
     log_source_warnings(m, source, name);
+    if (full && !full_allowed(m, source, &error)) {
+        g_prefix_error(&error, "mkdir clones/%s/%s: ", source, name);
+        refused(m, source, error->message);
+        reply_gerror(req, error);
+        return;
+    }
     /* A clone as the source is frozen through its open disks. It stays in
      * m->clones meanwhile: it leaves only under ns_lock, which we hold. */
     OpenClone *src = strchr(source, '@') == NULL && vcf_clone_exists(m->lib, source)
@@ -113,6 +143,7 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
     }
     if (!made) {
         g_prefix_error(&error, "mkdir clones/%s/%s: ", source, name);
+        refused(m, source, error->message);
         /* A failed mkdir always says why, ENOENT included (a missing
          * disk), unlike the lookups reply_gerror keeps quiet about. */
         g_warning("%s", error->message);
@@ -131,7 +162,16 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
         reply_gerror(req, error);
         return;
     }
-    g_message("made linked clone %s of %s in %.1f ms", name, source,
+    if (full) {
+        OpenClone *oc = open_clone_now(m, name, NULL);
+        if (oc == NULL || !copy_start(m, name, oc, &error)) {
+            /* Usable as a linked clone; the copy can be asked for again. */
+            g_warning("mkdir clones/%s/%s: made, but its full copy does not start: %s",
+                      source, name, error ? error->message : "the clone does not open");
+            g_clear_error(&error);
+        }
+    }
+    g_message("made %s clone %s of %s in %.1f ms", full ? "full" : "linked", name, source,
               (g_get_monotonic_time() - t0) / 1000.0);
     g_mutex_lock(&m->lock);
     Node *p = node_get(&m->nodes, parent);
@@ -190,11 +230,19 @@ static gboolean take_away(VcfMount *m, const char *name, DropFunc drop, GError *
     g_mutex_lock(&m->lock);
     OpenClone *oc = open_clone_steal(m, name);
     g_mutex_unlock(&m->lock);
+    /* No copy writes to a store that is going. */
+    gboolean copying = oc != NULL && oc->copier != NULL;
+    copy_stop(oc);
     gboolean ok = drop(m->lib, name, error);
     g_mutex_lock(&m->lock);
     if (!ok)
         open_clone_put_back(m, name, oc);   /* a refusal changes nothing */
     g_mutex_unlock(&m->lock);
+    GError *local = NULL;
+    if (!ok && copying && !copy_start(m, name, oc, &local)) {
+        g_warning("clone %s: the full copy cannot go on: %s", name, local->message);
+        g_error_free(local);
+    }
     if (ok && oc != NULL)
         open_clone_discard(oc);
     return ok;

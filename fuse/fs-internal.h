@@ -96,6 +96,11 @@ void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 struct fuse_file_info *fi);
 void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_statfs(fuse_req_t req, fuse_ino_t ino);
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                 size_t size, int flags);
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
 void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
@@ -115,3 +120,24 @@ void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
+
+/* ---- full clones (copies.c) ---- */
+/* Starts (or resumes) the copy of open clone NAME. m->ns_lock held. */
+gboolean copy_start(VcfMount *m, const char *name, OpenClone *oc, GError **error);
+/* Stops OC's copy, if any; it resumes from its cursor when started again.
+ * OC is out of m->clones (stolen or being freed); m->lock not held. */
+void copy_stop(OpenClone *oc);
+/* Stops OC's copier if it broke, so that copy_start makes a new one.
+ * m->ns_lock held, m->lock not. */
+void copy_stop_if_done(VcfMount *m, OpenClone *oc);
+/* Whether clone.ini says a copy is to run (a full clone not done yet). */
+gboolean copy_wanted(const VcfCloneInfo *info);
+/* At mount: opens every full clone whose copy is not done and resumes it. */
+void copy_resume_all(VcfMount *m);
+/* From the syncer: goes on with paused copies, and ends finished ones
+ * (protection dropped, base snapshot taken back if unused). Takes
+ * m->pass_writes and m->ns_lock. */
+void copy_tick(VcfMount *m);
+/* The status of clone NAME's copy, from its copier or from clone.ini
+ * (INFO): what xattrs show. m->lock held. */
+void copy_status_locked(VcfMount *m, const VcfCloneInfo *info, VcfCopyStatus *status);

@@ -41,6 +41,7 @@ static int rename_clone(VcfMount *m, const char *source, const char *from, const
     GError *error = NULL;
     if (oc != NULL) {
         /* Closed properly: its data stays, under the new name. */
+        copy_stop(oc);
         if (!vcf_clone_close(oc->clone, &error)) {
             g_warning("mv clones/%s/%s: closing it: %s", source, from, error->message);
             g_clear_error(&error);
@@ -73,8 +74,13 @@ static int rename_clone(VcfMount *m, const char *source, const char *from, const
         g_warning("mv clones/%s/%s to %s: %s", source, from, to, warning);
     const char *now = ok ? to : from;
     GError *local = NULL;
-    if (open_clone_now(m, now, &local) == NULL) {
+    OpenClone *reopened = open_clone_now(m, now, &local);
+    if (reopened == NULL) {
         g_warning("clone %s does not open after mv: %s", now, local->message);
+        g_error_free(local);
+    } else if (reopened->info != NULL && copy_wanted(reopened->info)
+               && !copy_start(m, now, reopened, &local)) {
+        g_warning("clone %s: the full copy cannot go on after mv: %s", now, local->message);
         g_error_free(local);
     }
     if (!ok) {

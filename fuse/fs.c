@@ -69,6 +69,12 @@ static gboolean no_entry(GError **error, const char *path)
 }
 
 /* Fills TMPL for NAME under PARENT, checking it exists. */
+static gboolean is_orphan_source(VcfMount *m, const char *name)
+{
+    g_autoptr(GPtrArray) orphans = vcf_clone_orphan_sources(m->lib);
+    return g_ptr_array_find_with_equal_func(orphans, name, g_str_equal, NULL);
+}
+
 static gboolean classify(VcfMount *m, const Node *parent, const char *name,
                          Node *tmpl, GError **error)
 {
@@ -96,7 +102,11 @@ static gboolean classify(VcfMount *m, const Node *parent, const char *name,
         if (vm == NULL && snap == NULL && g_error_matches(why, VCF_ERROR, ENOENT)
             && vcf_clone_exists(m->lib, name))
             g_clear_error(&why);
-        if (vm != NULL && snap != NULL && vcf_vm_find_snapshot(vm, snap + 1) == NULL)
+        /* A source gone, whose full clones stay: they are still shown in it. */
+        if (why != NULL && is_orphan_source(m, name))
+            g_clear_error(&why);
+        if (vm != NULL && snap != NULL && vcf_vm_find_snapshot(vm, snap + 1) == NULL
+            && !is_orphan_source(m, name))
             g_set_error(&why, VCF_ERROR, ENOENT, "VM %s has no snapshot named \"%s\"",
                         vm->name, snap + 1);
         if (why != NULL) {

@@ -2,6 +2,7 @@
 #pragma once
 #include "inode.h"
 #include "clone.h"
+#include "copier.h"
 #include "library.h"
 
 /* A clone whose disks are open. Every field: VcfMount.lock. */
@@ -9,6 +10,9 @@ typedef struct {
     VcfClone *clone;
     VcfCloneInfo *info;  /* its clone.ini and removed names, kept current */
     guint handles;       /* open file handles on its disks */
+    /* A full clone's copy; started and stopped under VcfMount.ns_lock. */
+    VcfCopier *copier;
+    gboolean promoted;   /* ns_lock: the end of its copy was handled */
 } OpenClone;
 
 typedef struct {
@@ -16,6 +20,10 @@ typedef struct {
     char *root;            /* the library's realpath */
     guint n_chains;        /* libvmdk chains per parent disk */
     double timeout;        /* attribute and entry cache, seconds */
+    gboolean full_default; /* -o clone_type=full: mkdir makes full clones */
+    guint64 copy_rate;     /* -o copy_rate: bytes per second per copy, 0 no cap */
+    VcfCopyPool *copy_pool; /* made with the syncer, after the fork */
+    gint copies_changed;   /* atomic: a copier finished, paused or broke */
 
     /* Lock order: pass_writes, ns_lock, lock, then a VcfDisk's own lock.
      * ns_lock serialises what makes, deletes, renames or syncs clones:
@@ -33,6 +41,7 @@ typedef struct {
     GHashTable *protected_ids; /* lock: "dev:ino" of those files -> the same */
     GHashTable *open_files; /* lock: the file handles the kernel holds */
     GHashTable *open_dirs;  /* lock: the folder listings the kernel holds */
+    GHashTable *refusals;   /* lock: source -> why its last mkdir was refused */
     gint protect_gen;      /* atomic: bumped whenever protected grows */
     /* Writes to passed-through files hold it for reading, mkdir for
      * writing: no write lands in a disk between its freezing by a snapshot

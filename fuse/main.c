@@ -19,6 +19,8 @@ typedef struct {
     char *log_file;
     unsigned parent_handles;
     double cache_timeout;
+    char *clone_type;
+    unsigned copy_rate;
     int show_help;
     int show_version;
 } Options;
@@ -28,6 +30,8 @@ static const struct fuse_opt option_spec[] = {
     OPT("parent_handles=%u", parent_handles),
     OPT("cache_timeout=%lf", cache_timeout),
     OPT("log=%s", log_file),
+    OPT("clone_type=%s", clone_type),
+    OPT("copy_rate=%u", copy_rate),
     OPT("-h", show_help),
     OPT("--help", show_help),
     OPT("-V", show_version),
@@ -58,14 +62,21 @@ static void usage(const char *prog)
            "(else ENOTEMPTY; rm -r deletes it all); rm of a disk file removes that name\n"
            "for good, and the last one the clone's stored disks; mv clones/VM/A\n"
            "clones/VM/B renames a clone. A snapshot vmclonefs took goes with its last\n"
-           "clone if the VM has not written since. See vmclonefs(1) for every refusal.\n\n"
+           "clone if the VM has not written since. A full clone is usable at once and\n"
+           "is then copied in the background until it needs nothing of its source;\n"
+           "setfattr -n user.vmclonefs.type -v full CLONE_FOLDER makes a linked clone\n"
+           "full, and getfattr -d -m - CLONE_FOLDER shows source, snapshot, type, state,\n"
+           "progress, rate, error and store_bytes. See vmclonefs(1) for every refusal.\n\n"
            "vmclonefs options:\n"
            "    -o parent_handles=N    libvmdk handles per parent disk, for parallel\n"
            "                           reads (default 4)\n"
            "    -o cache_timeout=S     seconds the kernel may cache names and\n"
            "                           attributes (default 1)\n"
            "    -o log=FILE            append log lines to FILE (default: standard error\n"
-           "                           with -f, else syslog)\n\n", prog);
+           "                           with -f, else syslog)\n"
+           "    -o clone_type=TYPE     what mkdir makes: linked (default) or full\n"
+           "    -o copy_rate=MIB       cap each full clone's copy at MIB MiB/s\n"
+           "                           (default: no cap)\n\n", prog);
 }
 
 /* ---- logging: a sentence per event, to where the user will look -------- */
@@ -176,6 +187,13 @@ int main(int argc, char **argv)
         ret = 2;
         goto out_cmd;
     }
+    if (opts.clone_type != NULL && strcmp(opts.clone_type, "linked") != 0
+        && strcmp(opts.clone_type, "full") != 0) {
+        fprintf(stderr, "vmclonefs: -o clone_type=%s: the type is linked or full\n",
+                opts.clone_type);
+        ret = 2;
+        goto out_cmd;
+    }
     if (mount_inside_library(opts.library, cmd.mountpoint)) {
         fprintf(stderr, "vmclonefs: the mount point %s is inside the library %s; mount it "
                 "elsewhere (the mount would have to list itself)\n", cmd.mountpoint,
@@ -204,6 +222,8 @@ int main(int argc, char **argv)
         g_error_free(error);
         goto out_log;
     }
+    m.full_default = opts.clone_type != NULL && strcmp(opts.clone_type, "full") == 0;
+    m.copy_rate = (guint64)opts.copy_rate * 1024 * 1024;
     se = fuse_session_new(&args, &vcf_fs_ops, sizeof vcf_fs_ops, &m);
     if (se == NULL)
         goto out_mount;
@@ -258,6 +278,7 @@ out_cmd:
 out_args:
     free(opts.library);
     free(opts.log_file);
+    free(opts.clone_type);
     fuse_opt_free_args(&args);
     return ret;
 }

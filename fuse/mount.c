@@ -16,6 +16,7 @@ static void open_clone_free(gpointer p)
 {
     OpenClone *oc = p;
     GError *error = NULL;
+    copy_stop(oc);
     if (oc->clone != NULL && !vcf_clone_close(oc->clone, &error)) {
         g_warning("closing a clone: %s", error->message);
         g_error_free(error);
@@ -27,6 +28,7 @@ static void open_clone_free(gpointer p)
 void open_clone_discard(OpenClone *oc)
 {
     /* Its store is gone or going: nothing of it is worth writing. */
+    copy_stop(oc);
     if (oc->clone != NULL)
         vcf_clone_abandon(oc->clone);
     oc->clone = NULL;
@@ -256,6 +258,7 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     node_table_init(&m->nodes, m->root);
     m->clones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, open_clone_free);
     m->closing = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    m->refusals = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->protected = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->protected_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->open_files = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -301,11 +304,15 @@ void vcf_mount_clear(VcfMount *m)
         g_hash_table_destroy(m->open_dirs);  /* frees the listings left */
         g_hash_table_destroy(m->clones);   /* syncs and closes every disk */
         g_hash_table_destroy(m->closing);
+        g_hash_table_destroy(m->refusals);
         g_hash_table_destroy(m->protected);
         g_hash_table_destroy(m->protected_ids);
         node_table_clear(&m->nodes);
         m->clones = NULL;
     }
+    /* Its copiers stopped with their clones. */
+    vcf_copy_pool_free(m->copy_pool);
+    m->copy_pool = NULL;
     if (m->lib != NULL)
         g_rw_lock_clear(&m->pass_writes);   /* glib allocates it on first use */
     vcf_library_free(m->lib);

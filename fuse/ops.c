@@ -22,6 +22,10 @@ void fs_init(void *userdata, struct fuse_conn_info *conn)
     /* The kernel's write-back cache would hold guest writes where a crash
      * loses them after fsync said otherwise; writes come straight to us. */
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    /* Threads come after the fork into the background. One copy worker:
+     * copies take turns, and leave the other core to guests. */
+    m->copy_pool = vcf_copy_pool_new(1, m->copy_rate);
+    copy_resume_all(m);
     /* Signals go to libfuse's threads only. */
     m->syncer = vcf_thread_new_quiet("vcf-sync", syncer_main, m);
 }
@@ -69,6 +73,7 @@ static gpointer syncer_main(gpointer data)
             }
         }
         g_mutex_unlock(&m->ns_lock);
+        copy_tick(m);
         g_mutex_lock(&m->sync_lock);
     }
     g_mutex_unlock(&m->sync_lock);
@@ -101,4 +106,8 @@ const struct fuse_lowlevel_ops vcf_fs_ops = {
     .readdir = fs_readdir,
     .releasedir = fs_releasedir,
     .statfs = fs_statfs,
+    .getxattr = fs_getxattr,
+    .listxattr = fs_listxattr,
+    .setxattr = fs_setxattr,
+    .removexattr = fs_removexattr,
 };

@@ -98,6 +98,14 @@ static void list_clone_sources(VcfMount *m, GPtrArray *list)
     }
 }
 
+/* Sources gone, whose full clones stay. */
+static void list_orphan_sources(VcfMount *m, GPtrArray *list)
+{
+    g_autoptr(GPtrArray) orphans = vcf_clone_orphan_sources(m->lib);
+    for (guint i = 0; i < orphans->len; i++)
+        add_entry(list, orphans->pdata[i], S_IFDIR);
+}
+
 static void list_clones_of(VcfMount *m, GPtrArray *list, const char *source)
 {
     g_autoptr(GPtrArray) names = vcf_clone_list(m->lib);
@@ -145,6 +153,7 @@ static GPtrArray *list_node(VcfMount *m, const Node *n, GError **error)
     case NODE_CLONES:
         list_sources(m, list);
         list_clone_sources(m, list);
+        list_orphan_sources(m, list);
         break;
     case NODE_SOURCE:
         list_clones_of(m, list, n->source);

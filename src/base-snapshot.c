@@ -235,7 +235,8 @@ static gboolean used_by_a_clone(VcfLibrary *lib, const char *vm_name, const char
             *why = g_strdup_printf("clone %s cannot be read", (char *)names->pdata[i]);
             return TRUE;
         }
-        if (info->stems->len == 0 || info->disks_gone || g_strcmp0(info->vm, vm_name) != 0)
+        if (info->stems->len == 0 || info->disks_gone || vcf_clone_info_is_standalone(info)
+            || g_strcmp0(info->vm, vm_name) != 0)
             continue;
         if (info->base_uid ? g_str_equal(info->base_uid, uid)
                            : g_strcmp0(info->base_snapshot, display) == 0) {

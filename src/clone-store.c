@@ -7,6 +7,7 @@
 #include "vcf-error.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -23,6 +24,8 @@ void vcf_clone_info_free(VcfCloneInfo *info)
     g_free(info->vm);
     g_free(info->base_snapshot);
     g_free(info->base_uid);
+    g_free(info->state);
+    g_free(info->error);
     g_free(info->type);
     g_free(info->parent_clone);
     g_free(info->dir);
@@ -84,6 +87,10 @@ VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **er
     info->type = g_key_file_get_string(kf, INI_GROUP, "type", NULL);
     info->vm = g_key_file_get_string(kf, INI_GROUP, "vm", NULL);
     info->parent_clone = g_key_file_get_string(kf, INI_GROUP, "parent-clone", NULL);
+    info->state = g_key_file_get_string(kf, INI_GROUP, "state", NULL);
+    info->error = g_key_file_get_string(kf, INI_GROUP, "error", NULL);
+    info->copy_disk = (guint) g_key_file_get_uint64(kf, INI_GROUP, "copy-disk", NULL);
+    info->copy_unit = g_key_file_get_uint64(kf, INI_GROUP, "copy-unit", NULL);
     if (info->vm == NULL && info->source != NULL)   /* written before "vm" was */
         info->vm = g_strndup(info->source, strcspn(info->source, "@"));
     /* A rename committed (the folder has the new name) but not tidied yet:
@@ -145,6 +152,32 @@ GPtrArray *vcf_clone_list(VcfLibrary *lib)
     return names;
 }
 
+static gboolean source_exists(VcfLibrary *lib, const char *source)
+{
+    if (strchr(source, '@') == NULL && vcf_clone_exists(lib, source))
+        return TRUE;
+    g_autofree char *vm_name = g_strndup(source, strcspn(source, "@"));
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, vm_name, NULL);
+    const char *snap = strchr(source, '@');
+    return vm != NULL && (snap == NULL || vcf_vm_find_snapshot(vm, snap + 1) != NULL);
+}
+
+GPtrArray *vcf_clone_orphan_sources(VcfLibrary *lib)
+{
+    g_autoptr(GPtrArray) names = vcf_clone_list(lib);
+    GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < names->len; i++) {
+        g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, names->pdata[i], NULL);
+        if (info == NULL || info->source == NULL || strchr(info->source, '/') != NULL
+            || g_ptr_array_find_with_equal_func(out, info->source, g_str_equal, NULL)
+            || source_exists(lib, info->source))
+            continue;
+        g_ptr_array_add(out, g_strdup(info->source));
+    }
+    g_ptr_array_sort(out, str_cmp);
+    return out;
+}
+
 gboolean vcf_clone_exists(VcfLibrary *lib, const char *name)
 {
     if (name[0] == '.' || name[0] == '\0' || strchr(name, '/') != NULL)
@@ -154,6 +187,38 @@ gboolean vcf_clone_exists(VcfLibrary *lib, const char *name)
 }
 
 /* Whether clone NAME's folder holds frozen layers, which a clone may sit on. */
+gboolean vcf_clone_info_update(VcfLibrary *lib, const char *name, GError **error,
+                               const char *key, ...)
+{
+    g_autofree char *ini = g_build_filename(vcf_library_store_root(lib), name, VCF_CLONE_INI,
+                                            NULL);
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    GError *local = NULL;
+    if (!g_key_file_load_from_file(kf, ini, G_KEY_FILE_KEEP_COMMENTS, &local)) {
+        g_set_error(error, VCF_ERROR, EIO, "%s: %s", ini, local->message);
+        g_error_free(local);
+        return FALSE;
+    }
+    va_list ap;
+    va_start(ap, key);
+    for (const char *k = key; k != NULL; k = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        if (v != NULL)
+            g_key_file_set_string(kf, INI_GROUP, k, v);
+        else
+            g_key_file_remove_key(kf, INI_GROUP, k, NULL);
+    }
+    va_end(ap);
+    gsize len;
+    g_autofree char *data = g_key_file_to_data(kf, &len, NULL);
+    return vcf_file_write_atomic(ini, data, len, error);
+}
+
+gboolean vcf_clone_info_is_standalone(const VcfCloneInfo *info)
+{
+    return g_strcmp0(info->state, "full") == 0;
+}
+
 static gboolean has_layers(VcfLibrary *lib, const char *name)
 {
     g_autofree char *dir = g_build_filename(vcf_library_store_root(lib), name, NULL);
@@ -180,7 +245,10 @@ GPtrArray *vcf_clone_dependents(VcfLibrary *lib, const char *name)
         /* One that cannot be read may sit on NAME's layers, if NAME has any. */
         if (info == NULL && layers < 0)
             layers = has_layers(lib, name);
-        if ((info == NULL && layers > 0) || (info && g_strcmp0(info->parent_clone, name) == 0)) {
+        /* A full clone whose copy is done needs nothing of NAME. */
+        if ((info == NULL && layers > 0)
+            || (info && g_strcmp0(info->parent_clone, name) == 0
+                && !vcf_clone_info_is_standalone(info))) {
             if (out == NULL)
                 out = g_ptr_array_new_with_free_func(g_free);
             g_ptr_array_add(out, g_strdup(n));

@@ -22,7 +22,12 @@ typedef struct {
     char *vm;              /* the VM folder the chain starts in */
     char *base_snapshot;   /* display name of the snapshot the clone is on */
     char *base_uid;        /* its uid in the VM's .vmsd; NULL if not recorded */
-    char *type;            /* "linked" */
+    char *type;            /* "linked" or "full" */
+    char *state;           /* "ready" (linked), "copying", "paused", "full",
+                            * "broken", "no-disks" */
+    char *error;           /* why it is paused or broken; NULL otherwise */
+    guint copy_disk;       /* the full copy's cursor, durable: disks before */
+    guint64 copy_unit;     /* copy_disk are copied, and its units before this */
     char *parent_clone;    /* the clone it was made from (its source), or NULL */
     char *dir;             /* its store folder */
     GPtrArray *stems;      /* char*: "NAME", "NAME_1", ... one per disk */
@@ -33,11 +38,20 @@ typedef struct {
 } VcfCloneInfo;
 
 VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **error);
+/* Sets keys of clone NAME's clone.ini (pairs of key and value, NULL-ended;
+ * a NULL value removes the key), rewritten atomically and durably. */
+gboolean vcf_clone_info_update(VcfLibrary *lib, const char *name, GError **error,
+                               const char *key, ...) G_GNUC_NULL_TERMINATED;
+/* A full clone whose copy is done: it reads nothing of its source. */
+gboolean vcf_clone_info_is_standalone(const VcfCloneInfo *info);
 void vcf_clone_info_free(VcfCloneInfo *info);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfCloneInfo, vcf_clone_info_free)
 
 /* Names of all clones, sorted. */
 GPtrArray *vcf_clone_list(VcfLibrary *lib);
+/* Sources clones were made from that are neither a VM nor a snapshot of
+ * one nor a clone any more (full clones outlive them): sorted names. */
+GPtrArray *vcf_clone_orphan_sources(VcfLibrary *lib);
 /* TRUE if clone NAME exists (its folder holds a clone.ini). */
 gboolean vcf_clone_exists(VcfLibrary *lib, const char *name);
 /* The clones made from clone NAME, which sit on its frozen layers or name

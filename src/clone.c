@@ -324,6 +324,16 @@ VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
     return c;
 }
 
+void vcf_clone_update_parent_files(VcfClone *c)
+{
+    GPtrArray *files = collect_parent_files(c);
+    g_mutex_lock(&c->files_lock);
+    GPtrArray *old = c->parent_files;
+    c->parent_files = files;
+    g_mutex_unlock(&c->files_lock);
+    g_ptr_array_unref(old);
+}
+
 gboolean vcf_clone_freeze(VcfClone *c, GPtrArray **layers, GError **error)
 {
     g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func(g_free);
@@ -335,12 +345,7 @@ gboolean vcf_clone_freeze(VcfClone *c, GPtrArray **layers, GError **error)
             g_ptr_array_add(out, layer);
     }
     /* Disks frozen before a failure stay so: a layer more, the same bytes. */
-    GPtrArray *files = collect_parent_files(c);
-    g_mutex_lock(&c->files_lock);
-    GPtrArray *old = c->parent_files;
-    c->parent_files = files;
-    g_mutex_unlock(&c->files_lock);
-    g_ptr_array_unref(old);
+    vcf_clone_update_parent_files(c);
     if (ok)
         *layers = g_steal_pointer(&out);
     return ok;

@@ -44,6 +44,9 @@ VcfDisk *vcf_clone_get_disk(VcfClone *clone, guint i);
 /* Files the clone's parents read (realpaths), for protecting them: a new
  * array of char*, the caller's. */
 GPtrArray *vcf_clone_parent_files(VcfClone *clone);
+/* Reads again which files the disks' parents read, after their layers
+ * changed (a freeze, or a full copy's promotion). */
+void vcf_clone_update_parent_files(VcfClone *clone);
 /* Freezes every disk of the clone (vcf_disk_freeze) while it stays open:
  * *LAYERS gets, per disk, the file a clone of it sits on (char*). */
 gboolean vcf_clone_freeze(VcfClone *clone, GPtrArray **layers, GError **error);

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "disk.h"
+#include "disk-private.h"
 #include "freeze.h"
 #include "stack.h"
 #include "vcf-error.h"
@@ -8,37 +9,6 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
-#define N_STRIPES 64
-
-struct VcfDisk {
-    /* The store, its parent chain and their layers: a freeze replaces them
-     * under the writer lock. store is NULL when a failed freeze could not
-     * open the disk again (broken says why): every access is then EIO. */
-    VcfSparse *store;
-    VcfParent *parent;
-    VcfStack *below;        /* the parent chain's layers; NULL with no parent */
-    char *broken;
-    guint64 frozen_bytes;   /* space of the frozen layers in the store's folder */
-    /* Set at open, never changed. */
-    guint64 size;
-    char *path;             /* the store's file */
-    char *confine;          /* where every file of the chain must be; NULL: any */
-    guint n_chains;
-    /* Reads and writes share it; sync and freeze take it alone. */
-    GRWLock lock;
-    /* Protects the store pointer for vcf_disk_describe, which must not wait
-     * for a sync (the mount calls it under its own lock), and the copies
-     * it keeps for while a freeze has the store closed. */
-    GMutex swap_lock;
-    guint32 cid_seen;
-    VcfGeometry geometry_seen;
-    /* Reads and writes of one grain take its stripe: a copy-on-write is
-     * read-modify-write of the whole grain, and a reader must not see a
-     * grain half rewritten in place (its checksum would not match). */
-    GMutex stripes[N_STRIPES];
-};
-
-static GMutex *stripe(VcfDisk *d, guint64 grain) { return &d->stripes[grain % N_STRIPES]; }
 
 /* Checks that PARENT is what STORE was made on and makes the layers. */
 static gboolean check_parent(VcfSparse *store, VcfParent *parent, VcfStack **below,
@@ -206,7 +176,7 @@ guint64 vcf_disk_get_size(const VcfDisk *d) { return d->size; }
 const char *vcf_disk_get_path(const VcfDisk *d) { return d->path; }
 
 /* A disk a failed freeze left closed: EIO for everything. Lock held. */
-static gboolean check_open(VcfDisk *d, GError **error)
+gboolean vcf_disk_check_open(VcfDisk *d, GError **error)
 {
     if (d->store != NULL && d->broken == NULL)
         return TRUE;
@@ -264,7 +234,7 @@ static gboolean read_below(VcfDisk *d, guint8 *buf, gsize len, guint64 offset,
 
 /* The whole current contents of GRAIN into BUF (VCF_GRAIN_SIZE bytes);
  * bytes past the end of the disk are zero. */
-static gboolean read_grain(VcfDisk *d, guint64 grain, guint8 *buf, GError **error)
+gboolean vcf_disk_read_grain_locked(VcfDisk *d, guint64 grain, guint8 *buf, GError **error)
 {
     switch (vcf_sparse_grain_state(d->store, grain)) {
     case VCF_GRAIN_DATA:
@@ -310,9 +280,9 @@ static gboolean read_locked(VcfDisk *d, guint8 *buf, gsize len, guint64 offset,
             gboolean whole = in == 0 && n == VCF_GRAIN_SIZE;
             if (!whole && tmp == NULL)
                 tmp = g_malloc(VCF_GRAIN_SIZE);
-            g_mutex_lock(stripe(d, grain));
+            g_mutex_lock(vcf_disk_stripe(d, grain));
             gboolean ok = vcf_sparse_read_grain(d->store, grain, whole ? buf : tmp, error);
-            g_mutex_unlock(stripe(d, grain));
+            g_mutex_unlock(vcf_disk_stripe(d, grain));
             if (!ok)
                 return FALSE;
             if (!whole)
@@ -329,7 +299,7 @@ gboolean vcf_disk_read(VcfDisk *d, void *buf, gsize len, guint64 offset,
     if (!check_range(d, len, offset, error))
         return FALSE;
     g_rw_lock_reader_lock(&d->lock);
-    gboolean ok = check_open(d, error) && read_locked(d, buf, len, offset, error);
+    gboolean ok = vcf_disk_check_open(d, error) && read_locked(d, buf, len, offset, error);
     g_rw_lock_reader_unlock(&d->lock);
     return ok;
 }
@@ -343,20 +313,20 @@ static gboolean write_locked(VcfDisk *d, const guint8 *buf, gsize len,
         gsize in = offset % VCF_GRAIN_SIZE;
         gsize n = MIN(len, VCF_GRAIN_SIZE - in);
         gboolean ok;
-        g_mutex_lock(stripe(d, grain));
+        g_mutex_lock(vcf_disk_stripe(d, grain));
         if (n == VCF_GRAIN_SIZE) {
             ok = vcf_sparse_write_grain(d->store, grain, buf, 0, n, error);
         } else {
             /* Copy-on-write: the grain's current bytes, then ours on top. */
             if (tmp == NULL)
                 tmp = g_malloc(VCF_GRAIN_SIZE);
-            ok = read_grain(d, grain, tmp, error);
+            ok = vcf_disk_read_grain_locked(d, grain, tmp, error);
             if (ok) {
                 memcpy(tmp + in, buf, n);
                 ok = vcf_sparse_write_grain(d->store, grain, tmp, in, n, error);
             }
         }
-        g_mutex_unlock(stripe(d, grain));
+        g_mutex_unlock(vcf_disk_stripe(d, grain));
         if (!ok)
             return FALSE;
         buf += n, offset += n, len -= n;
@@ -370,7 +340,7 @@ gboolean vcf_disk_write(VcfDisk *d, const void *buf, gsize len, guint64 offset,
     if (!check_range(d, len, offset, error))
         return FALSE;
     g_rw_lock_reader_lock(&d->lock);
-    gboolean ok = check_open(d, error) && write_locked(d, buf, len, offset, error);
+    gboolean ok = vcf_disk_check_open(d, error) && write_locked(d, buf, len, offset, error);
     g_rw_lock_reader_unlock(&d->lock);
     return ok;
 }
@@ -378,7 +348,7 @@ gboolean vcf_disk_write(VcfDisk *d, const void *buf, gsize len, guint64 offset,
 gboolean vcf_disk_sync(VcfDisk *d, GError **error)
 {
     g_rw_lock_writer_lock(&d->lock);
-    gboolean ok = check_open(d, error) && vcf_sparse_sync(d->store, error);
+    gboolean ok = vcf_disk_check_open(d, error) && vcf_sparse_sync(d->store, error);
     g_rw_lock_writer_unlock(&d->lock);
     return ok;
 }
@@ -414,7 +384,7 @@ static void set_broken(VcfDisk *d, const char *why)
 gboolean vcf_disk_freeze(VcfDisk *d, guint index, char **layer, GError **error)
 {
     g_rw_lock_writer_lock(&d->lock);
-    if (!check_open(d, error)) {
+    if (!vcf_disk_check_open(d, error)) {
         g_rw_lock_writer_unlock(&d->lock);
         return FALSE;
     }
@@ -510,7 +480,7 @@ gboolean vcf_disk_seek(VcfDisk *d, guint64 offset, gboolean data, guint64 *out,
                        GError **error)
 {
     g_rw_lock_reader_lock(&d->lock);
-    gboolean ok = check_open(d, error) && seek_locked(d, offset, data, out, error);
+    gboolean ok = vcf_disk_check_open(d, error) && seek_locked(d, offset, data, out, error);
     g_rw_lock_reader_unlock(&d->lock);
     return ok;
 }

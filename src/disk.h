@@ -63,3 +63,24 @@ gboolean vcf_disk_sync(VcfDisk *disk, GError **error);
  * leaves the store as it was, or, if it cannot be opened again, the disk
  * broken: every access EIO, saying why. */
 gboolean vcf_disk_freeze(VcfDisk *disk, guint index, char **layer, GError **error);
+
+/* ---- full clones (disk-copy.c) ---- */
+/* Units (VCF_GRAIN_SIZE bytes each) of the disk. */
+guint64 vcf_disk_get_units(const VcfDisk *disk);
+/* Whether the disk still reads from layers below its store. */
+gboolean vcf_disk_has_parent(VcfDisk *disk);
+/* How many units from FROM on some layer below holds: what a full copy
+ * has to look at (0 once the disk has no parent). */
+gboolean vcf_disk_count_to_copy(VcfDisk *disk, guint64 from, guint64 *units,
+                                GError **error);
+/* Copies unit UNIT into the store if the store lacks it and a layer below
+ * holds it (*HELD), unless its bytes are all zeros; the copy is read back
+ * and compared with its source (EIO if it differs). A unit the store got
+ * meanwhile, by a guest write, is left as it is. *COPIED: bytes written.
+ * Not durable until vcf_disk_sync. */
+gboolean vcf_disk_copy_unit(VcfDisk *disk, guint64 unit, gboolean *held, gsize *copied,
+                            GError **error);
+/* Drops the layers below for good: checks that every unit held below is
+ * in the store or reads as zeros (EIO naming the first that is not), syncs,
+ * and rewrites the store as a standalone disk. */
+gboolean vcf_disk_promote(VcfDisk *disk, GError **error);

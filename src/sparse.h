@@ -80,6 +80,11 @@ guint64 vcf_sparse_count_grains(const VcfSparse *sparse);
 gboolean vcf_sparse_is_empty(const VcfSparse *sparse);
 
 VcfGrainState vcf_sparse_grain_state(const VcfSparse *sparse, guint64 grain);
+/* Makes the store a standalone disk: no parentFileNameHint, parentCID
+ * ffffffff (see sparse-standalone.c for why a crash at any point leaves a
+ * valid store). Every grain the parent held must be in the store, durable,
+ * before: the bytes below stop counting at once. */
+gboolean vcf_sparse_make_standalone(VcfSparse *sparse, GError **error);
 /* Reads stored grain GRAIN (VCF_GRAIN_SIZE bytes) and checks its checksum:
  * a mismatch or a grain past the end of the file is EIO naming file, grain
  * and byte offset. */

@@ -1,0 +1,198 @@
+/* Extended attributes: what a program reads of a clone (user.vmclonefs.*,
+ * read-only but for "type", whose "full" starts the copy) and of a source
+ * folder (the reason its last mkdir was refused). */
+#include "config.h"
+#include "fs-internal.h"
+#include "vcf-error.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#define PREFIX "user.vmclonefs."
+
+static const char *const CLONE_ATTRS[] = {
+    "source", "snapshot", "type", "state", "progress", "rate", "error", "store_bytes", NULL
+};
+
+/* Space the clone's store folder uses. */
+static guint64 store_bytes(const char *dir)
+{
+    guint64 n = 0;
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *e;
+    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
+        g_autofree char *p = g_build_filename(dir, e, NULL);
+        GStatBuf st;
+        if (g_lstat(p, &st) == 0)
+            n += (guint64)st.st_blocks * 512;
+    }
+    if (d != NULL)
+        g_dir_close(d);
+    return n;
+}
+
+/* The value of attribute ATTR (without the prefix) of node N, or NULL
+ * (*ERR: ENODATA, or ENOENT for a clone gone). m->lock held. */
+static char *value_locked(VcfMount *m, const Node *n, const char *attr, int *err)
+{
+    *err = ENODATA;
+    if (n->kind == NODE_SOURCE) {
+        if (!g_str_equal(attr, "error"))
+            return NULL;
+        const char *why = g_hash_table_lookup(m->refusals, n->source);
+        return g_strdup(why ? why : "");
+    }
+    if (n->kind != NODE_CLONE || !g_strv_contains(CLONE_ATTRS, attr))
+        return NULL;
+    g_autoptr(VcfCloneInfo) owned = NULL;
+    const VcfCloneInfo *info = clone_info_locked(m, n->clone, &owned);
+    if (info == NULL) {
+        *err = ENOENT;
+        return NULL;
+    }
+    if (g_str_equal(attr, "source"))
+        return g_strdup(info->source);
+    if (g_str_equal(attr, "snapshot"))
+        return g_strdup(info->base_snapshot ? info->base_snapshot : "");
+    if (g_str_equal(attr, "type"))
+        return g_strdup(g_strcmp0(info->type, "full") == 0 ? "full" : "linked");
+    if (g_str_equal(attr, "store_bytes"))
+        return g_strdup_printf("%" G_GUINT64_FORMAT, store_bytes(info->dir));
+    VcfCopyStatus s = { 0 };
+    copy_status_locked(m, info, &s);
+    char *v = g_str_equal(attr, "state") ? g_strdup(s.state)
+        : g_str_equal(attr, "progress") ? g_strdup_printf("%" G_GUINT64_FORMAT " %"
+                                                          G_GUINT64_FORMAT, s.done, s.total)
+        : g_str_equal(attr, "rate") ? g_strdup_printf("%" G_GUINT64_FORMAT, s.rate)
+        : g_strdup(s.error ? s.error : "");
+    vcf_copy_status_clear(&s);
+    return v;
+}
+
+static void reply_value(fuse_req_t req, const char *v, gsize len, size_t size)
+{
+    if (size == 0)
+        fuse_reply_xattr(req, len);
+    else if (size < len)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, v, len);
+}
+
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    VcfMount *m = VCF_MOUNT(req);
+    if (!g_str_has_prefix(name, PREFIX)) {
+        fuse_reply_err(req, ENODATA);
+        return;
+    }
+    g_mutex_lock(&m->lock);
+    Node *n = node_get(&m->nodes, ino);
+    int err = ENOENT;
+    g_autofree char *v = n ? value_locked(m, n, name + strlen(PREFIX), &err) : NULL;
+    g_mutex_unlock(&m->lock);
+    if (v == NULL)
+        fuse_reply_err(req, err);
+    else
+        reply_value(req, v, strlen(v), size);
+}
+
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    VcfMount *m = VCF_MOUNT(req);
+    g_mutex_lock(&m->lock);
+    Node *n = node_get(&m->nodes, ino);
+    NodeKind kind = n ? n->kind : NODE_GONE;
+    g_mutex_unlock(&m->lock);
+    if (n == NULL) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    GString *list = g_string_new(NULL);
+    if (kind == NODE_SOURCE)
+        g_string_append_len(list, PREFIX "error", sizeof PREFIX "error");
+    for (guint i = 0; kind == NODE_CLONE && CLONE_ATTRS[i] != NULL; i++) {
+        g_string_append(list, PREFIX);
+        g_string_append_len(list, CLONE_ATTRS[i], strlen(CLONE_ATTRS[i]) + 1);
+    }
+    reply_value(req, list->str, list->len, size);
+    g_string_free(list, TRUE);
+}
+
+/* setfattr -n user.vmclonefs.type -v full CLONE: the copy starts. */
+static int set_type(VcfMount *m, const char *clone, const char *value, char **why)
+{
+    if (!g_str_equal(value, "full") && !g_str_equal(value, "linked")) {
+        *why = g_strdup_printf("clone %s: type \"%s\": the type is \"full\" or \"linked\"",
+                               clone, value);
+        return EINVAL;
+    }
+    g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(m->lib, clone, NULL);
+    if (info == NULL)
+        return ENOENT;
+    gboolean is_full = g_strcmp0(info->type, "full") == 0;
+    if (g_str_equal(value, "linked")) {
+        if (!is_full)
+            return 0;
+        *why = g_strdup_printf("clone %s is a full clone; it cannot become linked again "
+                               "(make a linked clone of its source instead)", clone);
+        return EINVAL;
+    }
+    if (is_full && !g_str_equal(info->state, "broken"))
+        return 0;   /* copying, paused or done already */
+    if (info->disks_gone) {
+        *why = g_strdup_printf("clone %s has no disks to copy", clone);
+        return EINVAL;
+    }
+    GError *error = NULL;
+    OpenClone *oc = open_clone_now(m, clone, &error);
+    if (oc != NULL) {
+        /* A broken copy starts again from its cursor, with a clean state. */
+        copy_stop_if_done(m, oc);
+        if (copy_start(m, clone, oc, &error)) {
+            g_message("clone %s: full copy started", clone);
+            return 0;
+        }
+    }
+    *why = g_strdup_printf("setfattr type full on clone %s: %s", clone, error->message);
+    int e = vcf_error_errno(error);
+    g_error_free(error);
+    return e;
+}
+
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                 size_t size, int flags)
+{
+    VcfMount *m = VCF_MOUNT(req);
+    g_mutex_lock(&m->ns_lock);
+    g_mutex_lock(&m->lock);
+    Node *n = node_get(&m->nodes, ino);
+    NodeKind kind = n ? n->kind : NODE_GONE;
+    g_autofree char *clone = n && n->kind == NODE_CLONE ? g_strdup(n->clone) : NULL;
+    g_mutex_unlock(&m->lock);
+    int err = 0;
+    g_autofree char *why = NULL;
+    g_autofree char *v = g_strndup(value, size);
+    if (n == NULL) {
+        err = ENOENT;
+    } else if (!g_str_has_prefix(name, PREFIX) || (kind != NODE_CLONE && kind != NODE_SOURCE)) {
+        err = ENOTSUP;
+    } else if (kind != NODE_CLONE || !g_str_equal(name, PREFIX "type")) {
+        err = EPERM;
+        why = g_strdup_printf("setfattr %s: read-only; only %stype of a clone folder can be "
+                              "set", name, PREFIX);
+    } else if (flags & XATTR_CREATE) {
+        err = EEXIST;
+    } else {
+        err = set_type(m, clone, g_strchomp(v), &why);
+    }
+    g_mutex_unlock(&m->ns_lock);
+    reply_errno(req, err, why);
+}
+
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    fuse_reply_err(req, g_str_has_prefix(name, PREFIX) ? EPERM : ENOTSUP);
+}

@@ -1,0 +1,147 @@
+#!/bin/bash
+# Full clones: usable at once, copied in the background until they need
+# nothing of their source, then standalone VMware disks. Every read is
+# checked against a model (qemu-img convert of the source, plus the same
+# writes): while copying, after a kill -9 and a remount in the middle (the
+# copy goes on from its cursor, progress never back to 0), and after the
+# promotion, through the mount and offline. The source VM is then deleted
+# and the clone still reads right. A linked clone turns full with
+# setfattr; the xattrs and their refusals are checked.
+# shellcheck disable=SC2119,SC2154  # make check sets top_srcdir; lib's functions take no args here
+# shellcheck source=tests/lib.sh
+. "$top_srcdir/tests/lib.sh"
+
+make_library
+C=$MNT/clones
+STORE=$LIB/.vmclonefs/clones
+attr() { getfattr --only-values -n "user.vmclonefs.$2" "$1" 2>/dev/null; }   # FOLDER NAME
+
+# A VM with 12 MiB of data in a 64 MiB disk, and 1 MiB written as zeros
+# (allocated in the source, nothing to copy).
+D=$LIB/Data
+mkdir "$D"
+sed 's/Ubuntu/Data/g' "$LIB/Ubuntu/Ubuntu.vmx" >"$D/Data.vmx"
+qemu-img create -q -f vmdk -o subformat=monolithicSparse,adapter_type=lsilogic "$D/Data.vmdk" 64M
+head -c 4M /dev/urandom >"$T/r1"
+head -c 8M /dev/urandom >"$T/r2"
+qemu-io -f vmdk -c "write -P 0 16M 1M" "$D/Data.vmdk" >/dev/null
+qemu-io -f vmdk -c "write -s $T/r1 1M 4M" -c "write -s $T/r2 40M 8M" "$D/Data.vmdk" >/dev/null
+raw_of "$D/Data.vmdk" "$T/f1.raw"
+size=$(stat -c %s "$T/f1.raw")
+
+# ---- mkdir makes a full clone, usable at once
+mount_lib -o clone_type=full,copy_rate=2
+mkdir "$C/Data/f1"
+F=$C/Data/f1/f1-flat.vmdk
+[ "$(attr "$C/Data/f1" type)" = full ] || fail "type of f1 is not full"
+state=$(attr "$C/Data/f1" state)
+[ "$state" = copying ] || fail "f1 is $state, not copying, right after mkdir"
+same_bytes "$F" "$T/f1.raw" "f1 while copying"
+# Writes during the copy, some in the data the copier has yet to reach.
+for off in 0 $((2 * 1048576 + 4096)) $((41 * 1048576)) $((47 * 1048576 + 100)) $((60 * 1048576)); do
+    write_both "$off" 70000 "$F" "$T/f1.raw"
+done
+sync "$F"
+same_bytes "$F" "$T/f1.raw" "f1 after writes while copying"
+read -r done1 total <<<"$(attr "$C/Data/f1" progress)"
+[ "$total" -ge $((12 * 1048576)) ] || fail "f1's total to copy is $total, under its 12 MiB of data"
+for _ in $(seq 100); do
+    read -r done1 total <<<"$(attr "$C/Data/f1" progress)"
+    [ "$done1" -ge $((3 * 1048576)) ] && break
+    sleep 0.1
+done
+[ "$done1" -gt 0 ] && [ "$done1" -lt "$total" ] || fail "progress $done1 of $total is not midway"
+rate=$(attr "$C/Data/f1" rate)
+[ "$rate" -gt 0 ] && [ "$rate" -le $((3 * 1048576)) ] || fail "rate $rate is not near the 2 MiB/s cap"
+getfattr -d -m - "$C/Data/f1" >"$T/attrs"
+for a in source snapshot type state progress rate error store_bytes; do
+    grep -q "^user.vmclonefs.$a=" "$T/attrs" || fail "getfattr -d does not show $a"
+done
+grep -q '^user.vmclonefs.source="Data"' "$T/attrs" || fail "source of f1 is not Data"
+
+# ---- kill -9 in the middle: the copy goes on from its cursor
+sleep 1.5   # a step or so more, durable
+crash_daemon
+grep -q '^copy-unit=' "$STORE/f1/clone.ini" || fail "no cursor in clone.ini after a crash"
+qemu-img check -q "$STORE/f1/f1.vmdk" || fail "qemu-img check after the crash"
+log_mark
+mount_lib -o copy_rate=4
+read -r done2 total2 <<<"$(attr "$C/Data/f1" progress)"
+[ "$done2" -gt 0 ] || fail "progress went back to 0 after the remount"
+[ "$total2" = "$total" ] || fail "total to copy changed from $total to $total2 across the remount"
+expect_log "resumed copy" "clone f1: the full copy goes on"
+same_bytes "$F" "$T/f1.raw" "f1 after the crash, copying again"
+for _ in $(seq 300); do
+    [ "$(attr "$C/Data/f1" state)" = full ] && break
+    sleep 0.1
+done
+[ "$(attr "$C/Data/f1" state)" = full ] || fail "f1 is $(attr "$C/Data/f1" state), not full"
+read -r done3 total3 <<<"$(attr "$C/Data/f1" progress)"
+[ "$done3" = "$total3" ] || fail "f1 is full at progress $done3 of $total3"
+same_bytes "$F" "$T/f1.raw" "f1 full"
+
+# ---- a standalone VMware disk, with nothing of the zeros copied
+qemu-img info --backing-chain "$STORE/f1/f1.vmdk" >"$T/info"
+grep -q "backing file" "$T/info" && fail "f1's store still has a backing file: $(cat "$T/info")"
+[ "$(grep -c '^image:' "$T/info")" = 1 ] || fail "f1's chain is not one image"
+qemu-img check -q "$STORE/f1/f1.vmdk" || fail "qemu-img check of the full f1"
+vmdkinfo "$STORE/f1/f1.vmdk" >"$T/vmdkinfo" 2>&1 || fail "vmdkinfo f1: $(tail -3 "$T/vmdkinfo")"
+grep -q "Parent content identifier:.*0xffffffff" "$T/vmdkinfo" ||
+    fail "vmdkinfo: f1 still has a parent CID: $(cat "$T/vmdkinfo")"
+raw_of "$STORE/f1/f1.vmdk" "$T/off.raw"
+same_bytes "$T/off.raw" "$T/f1.raw" "f1 read offline"
+qemu-img map --output=json "$STORE/f1/f1.vmdk" |
+    awk -v a=$((16 * 1048576)) -v b=$((17 * 1048576)) -F'[:,]' \
+        '/"data": true/ { s = $4 + 0; l = $6 + 0; if (s < b && s + l > a) bad = 1 } END { exit bad }' ||
+    fail "the zeros the source held were copied into f1's store"
+
+# ---- the source can go: rm -r of the VM through the mount
+rm -r "$MNT/Data" || fail "rm -r of Data after f1 went full"
+[ ! -e "$LIB/Data" ] || fail "Data is still there"
+ls "$C" >"$T/sources"
+grep -qx Data "$T/sources" || fail "clones/Data is not listed for f1 once Data is gone"
+same_bytes "$F" "$T/f1.raw" "f1 with its source deleted"
+unmount_lib
+mount_lib
+same_bytes "$F" "$T/f1.raw" "f1 remounted, its source deleted"
+
+# ---- a linked clone made full, and a clone of a clone
+raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/l1.raw"
+mkdir "$C/Ubuntu/l1"
+[ "$(attr "$C/Ubuntu/l1" type)" = linked ] || fail "a plain mkdir is not linked"
+[ "$(attr "$C/Ubuntu/l1" state)" = linked ] || fail "state of a linked clone is not linked"
+write_both 100000 300000 "$C/Ubuntu/l1/l1-flat.vmdk" "$T/l1.raw"
+mkdir "$C/l1/c2"
+cp "$T/l1.raw" "$T/c2.raw"
+write_both 5000000 70000 "$C/l1/c2/c2-flat.vmdk" "$T/c2.raw"
+expect_err "rmdir of l1" "Device or resource busy" rmdir "$C/Ubuntu/l1"
+expect_err "setfattr type bogus" "Invalid argument" setfattr -n user.vmclonefs.type -v bogus "$C/l1/c2"
+expect_err "setfattr state" "Operation not permitted" setfattr -n user.vmclonefs.state -v full "$C/l1/c2"
+setfattr -n user.vmclonefs.type -v full "$C/l1/c2"
+for _ in $(seq 300); do
+    [ "$(attr "$C/l1/c2" state)" = full ] && break
+    sleep 0.1
+done
+[ "$(attr "$C/l1/c2" state)" = full ] || fail "c2 is $(attr "$C/l1/c2" state), not full"
+expect_err "setfattr type linked of a full clone" "Invalid argument" \
+    setfattr -n user.vmclonefs.type -v linked "$C/l1/c2"
+same_bytes "$C/l1/c2/c2-flat.vmdk" "$T/c2.raw" "c2 full"
+# c2 needs nothing of l1 now: l1 can go.
+rmdir "$C/Ubuntu/l1" || fail "rmdir l1 once its clone c2 is full"
+same_bytes "$C/l1/c2/c2-flat.vmdk" "$T/c2.raw" "c2 with l1 gone"
+raw_of "$STORE/c2/c2.vmdk" "$T/off2.raw"
+same_bytes "$T/off2.raw" "$T/c2.raw" "c2 offline"
+
+# ---- refusals: a full clone of a powered-on VM; the source's error
+mkdir "$LIB/Chain/Chain.vmx.lck"
+unmount_lib
+mount_lib -o clone_type=full
+expect_err "full clone of a running VM" "Device or resource busy" mkdir "$C/Chain@Base install/x"
+attr "$C/Chain@Base install" error | grep -q "powered on" || fail "the source's error xattr does not say why"
+rmdir "$LIB/Chain/Chain.vmx.lck"
+# rmdir during a copy stops it and deletes the clone.
+mkdir "$C/Ubuntu/gone"
+rmdir "$C/Ubuntu/gone" || fail "rmdir of a clone while it copies"
+[ ! -e "$STORE/gone" ] || fail "the store of gone is still there"
+unmount_lib
+finish_soft_fails
