@@ -6,6 +6,7 @@
 #include "vcf-error.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 
 /* From a copier's worker: wakes the syncer, which does the rest. */
 static void copy_changed(VcfCopier *copier, gpointer data)
@@ -49,6 +50,18 @@ void copy_stop(OpenClone *oc)
     oc->copier = NULL;
 }
 
+gboolean copy_running(VcfMount *m, OpenClone *oc)
+{
+    g_mutex_lock(&m->lock);
+    VcfCopyStatus s = { 0 };
+    if (oc->copier != NULL)
+        vcf_copier_get_status(oc->copier, &s);
+    g_mutex_unlock(&m->lock);
+    gboolean running = g_strcmp0(s.state, "copying") == 0 || g_strcmp0(s.state, "paused") == 0;
+    vcf_copy_status_clear(&s);
+    return running;
+}
+
 gboolean copy_wanted(const VcfCloneInfo *info)
 {
     return g_strcmp0(info->type, "full") == 0 && (g_strcmp0(info->state, "copying") == 0
@@ -87,38 +100,53 @@ static void promoted(VcfMount *m, const char *name, OpenClone *oc)
         oc->info = info;
     }
     protect_refresh(m);
+    oc->promoted = TRUE;
     g_mutex_unlock(&m->lock);
     if (info != NULL)
         release_base_logged(m, info);
 }
 
-void copy_tick(VcfMount *m)
+/* Names of the open clones that have a copier. m->lock held. */
+static GPtrArray *with_copiers_locked(VcfMount *m)
 {
-    gboolean changed = g_atomic_int_exchange(&m->copies_changed, FALSE);
-    g_rw_lock_writer_lock(&m->pass_writes);
-    g_mutex_lock(&m->ns_lock);
-    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-    g_mutex_lock(&m->lock);
+    GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, m->clones);
     while (g_hash_table_iter_next(&it, &k, &v))
-        if (((OpenClone *)v)->copier != NULL)
+        if (((OpenClone *)v)->copier != NULL && !((OpenClone *)v)->promoted)
             g_ptr_array_add(names, g_strdup(k));
+    return names;
+}
+
+void copy_tick(VcfMount *m)
+{
+    g_atomic_int_set(&m->copies_changed, FALSE);
+    /* Most ticks have nothing to do: no writer waits for them. */
+    g_mutex_lock(&m->lock);
+    g_autoptr(GPtrArray) any = with_copiers_locked(m);
+    g_mutex_unlock(&m->lock);
+    if (any->len == 0)
+        return;
+    g_rw_lock_writer_lock(&m->pass_writes);
+    g_mutex_lock(&m->ns_lock);
+    g_mutex_lock(&m->lock);
+    g_autoptr(GPtrArray) names = with_copiers_locked(m);
     g_mutex_unlock(&m->lock);
     /* ns_lock keeps these open meanwhile. */
     for (guint i = 0; i < names->len; i++) {
         g_mutex_lock(&m->lock);
         OpenClone *oc = g_hash_table_lookup(m->clones, names->pdata[i]);
         g_mutex_unlock(&m->lock);
+        if (oc == NULL || oc->copier == NULL)
+            continue;
         VcfCopyStatus s = { 0 };
         vcf_copier_get_status(oc->copier, &s);
-        if (g_strcmp0(s.state, "paused") == 0)
+        if (g_strcmp0(s.state, "paused") == 0) {
             vcf_copier_kick(oc->copier);   /* space may be free again */
-        else if (changed && g_strcmp0(s.state, "full") == 0 && !oc->promoted)
+        } else if (g_strcmp0(s.state, "full") == 0) {
             promoted(m, names->pdata[i], oc);
-        if (g_strcmp0(s.state, "full") == 0)
-            oc->promoted = TRUE;
+        }
         vcf_copy_status_clear(&s);
     }
     g_mutex_unlock(&m->ns_lock);
@@ -154,4 +182,57 @@ void copy_stop_if_done(VcfMount *m, OpenClone *oc)
     vcf_copy_status_clear(&s);
     if (over)
         vcf_copier_stop(c);
+}
+
+/* Space the clone's store folder uses. */
+guint64 clone_store_bytes(const char *dir)
+{
+    guint64 n = 0;
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *e;
+    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
+        g_autofree char *p = g_build_filename(dir, e, NULL);
+        GStatBuf st;
+        if (g_lstat(p, &st) == 0)
+            n += (guint64)st.st_blocks * 512;
+    }
+    if (d != NULL)
+        g_dir_close(d);
+    return n;
+}
+
+static char *mib(guint64 bytes)
+{
+    return g_strdup_printf("%.1f MiB", bytes / 1048576.0);
+}
+
+char *status_text_locked(VcfMount *m, const char *name)
+{
+    g_autoptr(VcfCloneInfo) owned = NULL;
+    const VcfCloneInfo *info = clone_info_locked(m, name, &owned);
+    if (info == NULL)
+        return NULL;
+    VcfCopyStatus s = { 0 };
+    copy_status_locked(m, info, &s);
+    GString *t = g_string_new(NULL);
+    g_string_append_printf(t, "clone:     %s\nsource:    %s\nsnapshot:  %s\n", name,
+                           info->source, info->base_snapshot ? info->base_snapshot : "");
+    g_string_append_printf(t, "type:      %s\nstate:     %s\n",
+                           g_strcmp0(info->type, "full") == 0 ? "full" : "linked", s.state);
+    if (s.total > 0 || g_strcmp0(s.state, "copying") == 0) {
+        g_autofree char *done = mib(s.done), *total = mib(s.total), *rate = mib(s.rate);
+        g_string_append_printf(t, "progress:  %.1f%% (%s of %s to copy)\n",
+                               s.total ? 100.0 * s.done / s.total : 0.0, done, total);
+        g_string_append_printf(t, "rate:      %s/s\n", rate);
+        if (s.rate > 0 && s.total > s.done) {
+            guint64 left = (s.total - s.done + s.rate - 1) / s.rate;
+            g_string_append_printf(t, "time left: %" G_GUINT64_FORMAT ":%02u:%02u\n",
+                                   left / 3600, (guint)(left / 60 % 60), (guint)(left % 60));
+        }
+    }
+    g_autofree char *store = mib(clone_store_bytes(info->dir));
+    g_string_append_printf(t, "store:     %s\nerror:     %s\n", store,
+                           s.error && *s.error ? s.error : "none");
+    vcf_copy_status_clear(&s);
+    return g_string_free(t, FALSE);
 }

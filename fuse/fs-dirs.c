@@ -47,6 +47,10 @@ char *real_child(VcfMount *m, const Node *parent, const char *name, int *err,
                                "delete instead (rmdir or rm -r deletes a clone)", name);
         return NULL;
     }
+    if (parent->kind == NODE_CLONE && g_str_equal(name, STATUS_FILE)) {
+        *err = EEXIST;
+        return NULL;
+    }
     if (parent->kind == NODE_CLONE) {
         guint i;
         gboolean flat;
@@ -89,17 +93,14 @@ static void log_source_warnings(VcfMount *m, const char *source, const char *nam
                   (const char *)g_ptr_array_index(vm->warnings, i));
 }
 
-/* Why the last mkdir under SOURCE was refused, for its xattr. */
-static void refused(VcfMount *m, const char *source, const char *why)
+void note_refusal(VcfMount *m, const char *source, const char *why)
 {
     g_mutex_lock(&m->lock);
     g_hash_table_insert(m->refusals, g_strdup(source), g_strdup(why));
     g_mutex_unlock(&m->lock);
 }
 
-/* VixVM_Clone refuses a full clone of a powered-on VM, whatever its
- * snapshot: its disks are in use. */
-static gboolean full_allowed(VcfMount *m, const char *source, GError **error)
+gboolean full_allowed(VcfMount *m, const char *source, GError **error)
 {
     if (vcf_clone_exists(m->lib, source))
         return TRUE;
@@ -122,7 +123,7 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
     log_source_warnings(m, source, name);
     if (full && !full_allowed(m, source, &error)) {
         g_prefix_error(&error, "mkdir clones/%s/%s: ", source, name);
-        refused(m, source, error->message);
+        note_refusal(m, source, error->message);
         reply_gerror(req, error);
         return;
     }
@@ -130,6 +131,16 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
      * m->clones meanwhile: it leaves only under ns_lock, which we hold. */
     OpenClone *src = strchr(source, '@') == NULL && vcf_clone_exists(m->lib, source)
         ? open_clone_now(m, source, NULL) : NULL;
+    /* A freeze would move what the copy has done below its store, and its
+     * promotion would then drop it: one or the other. */
+    if (src != NULL && copy_running(m, src)) {
+        g_set_error(&error, VCF_ERROR, EBUSY, "mkdir clones/%s/%s: clone %s is being copied "
+                    "to a full clone; clone it once its copy is done (state full)", source,
+                    name, source);
+        note_refusal(m, source, error->message);
+        reply_gerror(req, error);
+        return;
+    }
     /* mkdir returns once the clone exists: wait for the job. */
     VcfClone *opened = NULL;
     g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name, src ? src->clone : NULL,
@@ -143,7 +154,7 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
     }
     if (!made) {
         g_prefix_error(&error, "mkdir clones/%s/%s: ", source, name);
-        refused(m, source, error->message);
+        note_refusal(m, source, error->message);
         /* A failed mkdir always says why, ENOENT included (a missing
          * disk), unlike the lookups reply_gerror keeps quiet about. */
         g_warning("%s", error->message);
@@ -166,8 +177,11 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
         OpenClone *oc = open_clone_now(m, name, NULL);
         if (oc == NULL || !copy_start(m, name, oc, &error)) {
             /* Usable as a linked clone; the copy can be asked for again. */
-            g_warning("mkdir clones/%s/%s: made, but its full copy does not start: %s",
-                      source, name, error ? error->message : "the clone does not open");
+            g_autofree char *why = g_strdup_printf(
+                "mkdir clones/%s/%s: made as a linked clone, its full copy does not start: %s",
+                source, name, error ? error->message : "the clone does not open");
+            g_warning("%s", why);
+            note_refusal(m, source, why);
             g_clear_error(&error);
         }
     }
@@ -359,6 +373,8 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         g_autofree char *source = g_strdup(p->source);
         g_mutex_unlock(&m->lock);
         err = remove_clone(m, source, name, &why, &gone);
+        if (err != 0)
+            note_refusal(m, source, why ? why : g_strerror(err));
         /* Done before the reply: when rmdir returns, the VM is as it will be. */
         if (gone != NULL)
             release_base_logged(m, gone);
@@ -470,6 +486,10 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     } else if (deps != NULL) {
         err = EBUSY;
         why = g_strdup(deps->message);
+    } else if (p->kind == NODE_CLONE && g_str_equal(name, STATUS_FILE)) {
+        err = EPERM;
+        why = g_strdup_printf("rm %s/%s: the status file is the mount's, not a file", p->path,
+                              name);
     } else if (disk && p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat)) {
         g_autofree char *source = g_strdup(p->source);
         g_autofree char *clone = g_strdup(p->clone);

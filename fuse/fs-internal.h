@@ -5,6 +5,8 @@
 
 #define CLONES_DIR "clones"
 #define STATE_DIR ".vmclonefs"
+/* In every clone folder, not listed (tar, cp -r and rm -r pass it by). */
+#define STATUS_FILE ".vmclonefs-status"
 
 #define VCF_MOUNT(req) ((VcfMount *)fuse_req_userdata(req))
 
@@ -121,6 +123,14 @@ void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
 
+/* Keeps WHY as the last refusal of a clone change under SOURCE (mkdir,
+ * rmdir, mv, setfattr), for the source's user.vmclonefs.error. m->lock not
+ * held. */
+void note_refusal(VcfMount *m, const char *source, const char *why);
+/* VixVM_Clone refuses a full clone of a powered-on VM, whatever its
+ * snapshot (its disks are in use): EBUSY saying so. */
+gboolean full_allowed(VcfMount *m, const char *source, GError **error);
+
 /* ---- full clones (copies.c) ---- */
 /* Starts (or resumes) the copy of open clone NAME. m->ns_lock held. */
 gboolean copy_start(VcfMount *m, const char *name, OpenClone *oc, GError **error);
@@ -130,6 +140,8 @@ void copy_stop(OpenClone *oc);
 /* Stops OC's copier if it broke, so that copy_start makes a new one.
  * m->ns_lock held, m->lock not. */
 void copy_stop_if_done(VcfMount *m, OpenClone *oc);
+/* Whether OC's copy runs or waits for space. m->ns_lock held. */
+gboolean copy_running(VcfMount *m, OpenClone *oc);
 /* Whether clone.ini says a copy is to run (a full clone not done yet). */
 gboolean copy_wanted(const VcfCloneInfo *info);
 /* At mount: opens every full clone whose copy is not done and resumes it. */
@@ -141,3 +153,8 @@ void copy_tick(VcfMount *m);
 /* The status of clone NAME's copy, from its copier or from clone.ini
  * (INFO): what xattrs show. m->lock held. */
 void copy_status_locked(VcfMount *m, const VcfCloneInfo *info, VcfCopyStatus *status);
+/* What the clone folder's status file says of clone NAME, or NULL if
+ * there is no such clone. m->lock held. */
+char *status_text_locked(VcfMount *m, const char *name);
+/* Space the clone's store folder DIR uses, in bytes. */
+guint64 clone_store_bytes(const char *dir);

@@ -186,6 +186,16 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 err = ENOENT;
             }
         }
+    } else if (n->kind == NODE_STATUS) {
+        if (writer) {
+            err = EACCES;
+            why = g_strdup_printf("open %s for writing: the status file is read-only", n->path);
+        } else if ((h->text = status_text_locked(m, n->clone)) == NULL) {
+            err = ENOENT;
+        } else {
+            h->text_len = strlen(h->text);
+            fi->direct_io = 1;   /* fresh at every open, whatever its size was */
+        }
     } else if (n->kind == NODE_DESC) {
         OpenClone *oc = open_clone_locked(m, n->clone, &error);
         if (fi->flags & O_TRUNC) {
@@ -306,7 +316,7 @@ void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
         return;
     }
-    if (h->kind == NODE_DESC) {
+    if (h->kind == NODE_DESC || h->kind == NODE_STATUS) {
         /* A copy: a write on the handle may replace the text meanwhile,
          * and the reply must not point into the handle once sent. */
         VcfMount *m = VCF_MOUNT(req);
@@ -492,7 +502,7 @@ void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse
             fuse_reply_lseek(req, r);
         return;
     }
-    if (h->kind == NODE_DESC) {
+    if (h->kind == NODE_DESC || h->kind == NODE_STATUS) {
         VcfMount *m = VCF_MOUNT(req);
         g_mutex_lock(&m->lock);
         gsize len = h->text_len;

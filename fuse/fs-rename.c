@@ -129,6 +129,8 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
             g_autofree char *source = g_strdup(p->source);
             g_mutex_unlock(&m->lock);
             err = rename_clone(m, source, name, newname, &why, &stale);
+            if (err != 0)
+                note_refusal(m, source, why ? why : g_strerror(err));
             g_mutex_lock(&m->lock);
         }
     } else if ((p->kind == NODE_CLONE && clone_disk_name(m, p, name, &index, &flat))

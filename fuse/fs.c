@@ -102,13 +102,13 @@ static gboolean classify(VcfMount *m, const Node *parent, const char *name,
         if (vm == NULL && snap == NULL && g_error_matches(why, VCF_ERROR, ENOENT)
             && vcf_clone_exists(m->lib, name))
             g_clear_error(&why);
-        /* A source gone, whose full clones stay: they are still shown in it. */
-        if (why != NULL && is_orphan_source(m, name))
-            g_clear_error(&why);
-        if (vm != NULL && snap != NULL && vcf_vm_find_snapshot(vm, snap + 1) == NULL
-            && !is_orphan_source(m, name))
+        if (vm != NULL && snap != NULL && vcf_vm_find_snapshot(vm, snap + 1) == NULL)
             g_set_error(&why, VCF_ERROR, ENOENT, "VM %s has no snapshot named \"%s\"",
                         vm->name, snap + 1);
+        /* A source gone, whose full clones stay: they are still shown in it.
+         * Not for hidden names: file managers probe many of those. */
+        if (why != NULL && name[0] != '.' && is_orphan_source(m, name))
+            g_clear_error(&why);
         if (why != NULL) {
             /* Someone is after a source that is not there (mkdir
              * clones/SRC/NAME looks SRC up first): say why, once per
@@ -141,6 +141,11 @@ static gboolean classify(VcfMount *m, const Node *parent, const char *name,
             tmpl->clone = g_strdup(parent->clone);
             tmpl->disk = index;
             tmpl->stem = g_strndup(name, strlen(name) - (flat ? 10 : 5));
+            break;
+        }
+        if (g_str_equal(name, STATUS_FILE)) {
+            tmpl->kind = NODE_STATUS;
+            tmpl->clone = g_strdup(parent->clone);
             break;
         }
         if (clone_hidden_name(m, parent, name))
@@ -197,6 +202,17 @@ gboolean node_stat(VcfMount *m, const Node *n, struct stat *st, GError **error)
         break;
     case NODE_GONE:
         return no_entry(error, n->path);
+    case NODE_STATUS: {
+        g_autofree char *text = status_text_locked(m, n->clone);
+        g_autofree char *dir = g_build_filename(vcf_library_store_root(m->lib), n->clone, NULL);
+        if (text == NULL || !stat_path(dir, st, error))
+            return text == NULL ? no_entry(error, n->path) : FALSE;
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        st->st_size = strlen(text);
+        st->st_blocks = 0;   /* generated: it takes no space */
+        break;
+    }
     case NODE_DESC:
     case NODE_FLAT: {
         OpenClone *oc = open_clone_locked(m, n->clone, error);
@@ -326,6 +342,8 @@ static int apply_setattr(VcfMount *m, const Node *n, struct stat *attr, int to_s
     }
     if (n->kind == NODE_GONE)
         return ENOENT;
+    if (n->kind == NODE_STATUS)
+        return EPERM;
     if (n->real == NULL || n->kind != NODE_PASS)
         return to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW
                           | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME) ? EPERM : 0;

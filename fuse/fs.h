@@ -12,7 +12,7 @@ typedef struct {
     guint handles;       /* open file handles on its disks */
     /* A full clone's copy; started and stopped under VcfMount.ns_lock. */
     VcfCopier *copier;
-    gboolean promoted;   /* ns_lock: the end of its copy was handled */
+    gboolean promoted;   /* set under ns_lock and lock: the end of its copy was handled */
 } OpenClone;
 
 typedef struct {
@@ -23,7 +23,7 @@ typedef struct {
     gboolean full_default; /* -o clone_type=full: mkdir makes full clones */
     guint64 copy_rate;     /* -o copy_rate: bytes per second per copy, 0 no cap */
     VcfCopyPool *copy_pool; /* made with the syncer, after the fork */
-    gint copies_changed;   /* atomic: a copier finished, paused or broke */
+    gint copies_changed;   /* atomic: a copier finished, paused or broke (wakes the syncer) */
 
     /* Lock order: pass_writes, ns_lock, lock, then a VcfDisk's own lock.
      * ns_lock serialises what makes, deletes, renames or syncs clones:

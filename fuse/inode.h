@@ -21,6 +21,7 @@ typedef enum {
     NODE_CLONE,     /* clones/SRC/NAME: the clone's folder (its store) */
     NODE_DESC,      /* clones/SRC/NAME/STEM.vmdk: flat descriptor, generated */
     NODE_FLAT,      /* clones/SRC/NAME/STEM-flat.vmdk: the served disk */
+    NODE_STATUS,    /* clones/SRC/NAME/.vmclonefs-status: generated, read-only */
     NODE_PASS,      /* anything else: a file or folder passed through */
     NODE_GONE,      /* what a deleted or renamed clone left in the kernel's
                      * cache: ENOENT, never another clone's file of that name */

@@ -6,7 +6,6 @@
 #include "vcf-error.h"
 
 #include <errno.h>
-#include <glib/gstdio.h>
 #include <string.h>
 #include <sys/xattr.h>
 
@@ -15,23 +14,6 @@
 static const char *const CLONE_ATTRS[] = {
     "source", "snapshot", "type", "state", "progress", "rate", "error", "store_bytes", NULL
 };
-
-/* Space the clone's store folder uses. */
-static guint64 store_bytes(const char *dir)
-{
-    guint64 n = 0;
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *e;
-    while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(dir, e, NULL);
-        GStatBuf st;
-        if (g_lstat(p, &st) == 0)
-            n += (guint64)st.st_blocks * 512;
-    }
-    if (d != NULL)
-        g_dir_close(d);
-    return n;
-}
 
 /* The value of attribute ATTR (without the prefix) of node N, or NULL
  * (*ERR: ENODATA, or ENOENT for a clone gone). m->lock held. */
@@ -59,7 +41,7 @@ static char *value_locked(VcfMount *m, const Node *n, const char *attr, int *err
     if (g_str_equal(attr, "type"))
         return g_strdup(g_strcmp0(info->type, "full") == 0 ? "full" : "linked");
     if (g_str_equal(attr, "store_bytes"))
-        return g_strdup_printf("%" G_GUINT64_FORMAT, store_bytes(info->dir));
+        return g_strdup_printf("%" G_GUINT64_FORMAT, clone_store_bytes(info->dir));
     VcfCopyStatus s = { 0 };
     copy_status_locked(m, info, &s);
     char *v = g_str_equal(attr, "state") ? g_strdup(s.state)
@@ -73,8 +55,10 @@ static char *value_locked(VcfMount *m, const Node *n, const char *attr, int *err
 
 static void reply_value(fuse_req_t req, const char *v, gsize len, size_t size)
 {
+    /* Progress and rate grow while a copy runs: room for that between the
+     * size probe and the read, which getfattr does not retry. */
     if (size == 0)
-        fuse_reply_xattr(req, len);
+        fuse_reply_xattr(req, len + 32);
     else if (size < len)
         fuse_reply_err(req, ERANGE);
     else
@@ -140,19 +124,27 @@ static int set_type(VcfMount *m, const char *clone, const char *value, char **wh
                                "(make a linked clone of its source instead)", clone);
         return EINVAL;
     }
-    if (is_full && !g_str_equal(info->state, "broken"))
-        return 0;   /* copying, paused or done already */
     if (info->disks_gone) {
         *why = g_strdup_printf("clone %s has no disks to copy", clone);
         return EINVAL;
     }
+    if (is_full && g_strcmp0(info->state, "full") == 0)
+        return 0;   /* done already */
     GError *error = NULL;
+    if (!is_full && !full_allowed(m, info->source, &error)) {
+        *why = g_strdup_printf("setfattr type full on clone %s: %s", clone, error->message);
+        g_error_free(error);
+        return EBUSY;
+    }
     OpenClone *oc = open_clone_now(m, clone, &error);
     if (oc != NULL) {
-        /* A broken copy starts again from its cursor, with a clean state. */
+        /* A broken copy starts again from its cursor, with a clean state;
+         * one that runs goes on (copy_start does nothing then). */
         copy_stop_if_done(m, oc);
+        gboolean was = oc->copier != NULL;
         if (copy_start(m, clone, oc, &error)) {
-            g_message("clone %s: full copy started", clone);
+            if (!was)
+                g_message("clone %s: full copy started", clone);
             return 0;
         }
     }
@@ -171,6 +163,7 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
     Node *n = node_get(&m->nodes, ino);
     NodeKind kind = n ? n->kind : NODE_GONE;
     g_autofree char *clone = n && n->kind == NODE_CLONE ? g_strdup(n->clone) : NULL;
+    g_autofree char *source = n && n->kind == NODE_CLONE ? g_strdup(n->source) : NULL;
     g_mutex_unlock(&m->lock);
     int err = 0;
     g_autofree char *why = NULL;
@@ -187,6 +180,8 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
         err = EEXIST;
     } else {
         err = set_type(m, clone, g_strchomp(v), &why);
+        if (err != 0 && source != NULL)
+            note_refusal(m, source, why ? why : g_strerror(err));
     }
     g_mutex_unlock(&m->ns_lock);
     reply_errno(req, err, why);

@@ -1,12 +1,14 @@
 #include "config.h"
 #include "clone-store.h"
 #include "clone-rename.h"
+#include "descriptor.h"
 #include "fileutil.h"
 #include "freeze.h"
 #include "names.h"
 #include "vcf-error.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
@@ -232,6 +234,45 @@ static gboolean has_layers(VcfLibrary *lib, const char *name)
     return found;
 }
 
+/* Whether a frozen layer of clone NAME has its parent in clone ON's folder. */
+static gboolean layers_lean_on(VcfLibrary *lib, const char *name, const char *on)
+{
+    g_autofree char *dir = g_build_filename(vcf_library_store_root(lib), name, NULL);
+    g_autofree char *on_dir = g_build_filename(vcf_library_store_root(lib), on, NULL);
+    g_autofree char *on_real = realpath(on_dir, NULL);
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *e;
+    gboolean leans = FALSE;
+    while (!leans && d != NULL && (e = g_dir_read_name(d)) != NULL) {
+        if (!vcf_freeze_is_layer_name(e))
+            continue;
+        g_autofree char *path = g_build_filename(dir, e, NULL);
+        g_autofree char *text = vcf_descriptor_load(path, NULL);
+        g_autofree char *hint = text ? vcf_descriptor_get(text, "parentFileNameHint") : NULL;
+        if (hint == NULL)
+            continue;
+        g_autofree char *parent = g_path_is_absolute(hint) ? g_strdup(hint)
+            : g_build_filename(dir, hint, NULL);
+        g_autofree char *pdir = g_path_get_dirname(parent);
+        g_autofree char *preal = realpath(pdir, NULL);
+        /* Unresolvable: it may well be there. */
+        leans = preal == NULL || on_real == NULL || g_str_equal(preal, on_real);
+    }
+    if (d != NULL)
+        g_dir_close(d);
+    return leans;
+}
+
+/* A full clone N's frozen layers sit on clone ON's and some clone of N
+ * still reads them. */
+static gboolean needs_layers_on(VcfLibrary *lib, const char *n, const char *on)
+{
+    if (!layers_lean_on(lib, n, on))
+        return FALSE;
+    g_autoptr(GPtrArray) deps = vcf_clone_dependents(lib, n);
+    return deps != NULL;
+}
+
 GPtrArray *vcf_clone_dependents(VcfLibrary *lib, const char *name)
 {
     g_autoptr(GPtrArray) names = vcf_clone_list(lib);
@@ -245,10 +286,11 @@ GPtrArray *vcf_clone_dependents(VcfLibrary *lib, const char *name)
         /* One that cannot be read may sit on NAME's layers, if NAME has any. */
         if (info == NULL && layers < 0)
             layers = has_layers(lib, name);
-        /* A full clone whose copy is done needs nothing of NAME. */
+        /* A full clone whose copy is done needs nothing of NAME, but its
+         * own frozen layers, made before, may sit on NAME's. */
         if ((info == NULL && layers > 0)
             || (info && g_strcmp0(info->parent_clone, name) == 0
-                && !vcf_clone_info_is_standalone(info))) {
+                && (!vcf_clone_info_is_standalone(info) || needs_layers_on(lib, n, name)))) {
             if (out == NULL)
                 out = g_ptr_array_new_with_free_func(g_free);
             g_ptr_array_add(out, g_strdup(n));

@@ -14,6 +14,7 @@
 #define STEP_UNITS 512u
 #define STEP_USEC (G_TIME_SPAN_SECOND)
 #define RATE_SAMPLES 8
+#define KICK_USEC (4 * G_TIME_SPAN_SECOND)
 
 struct VcfCopyPool {
     GThreadPool *threads;
@@ -33,6 +34,8 @@ struct VcfCopier {
     gboolean queued;       /* in the pool's queue or running there */
     gboolean stop;
     gboolean counted;      /* total and done are known */
+    gboolean paused_said;  /* the pause was logged; retries are quiet */
+    gint64 paused_at;      /* when the last try failed for want of space */
     char *state;
     char *error;
     guint disk;            /* the cursor: where the next step starts */
@@ -150,9 +153,12 @@ void vcf_copier_kick(VcfCopier *c)
     if (c == NULL)
         return;
     g_mutex_lock(&c->lock);
-    if (!c->stop && !c->queued && g_strcmp0(c->state, "paused") == 0) {
+    /* Not more than every few seconds: a full disk fails at once. */
+    if (!c->stop && !c->queued && g_strcmp0(c->state, "paused") == 0
+        && g_get_monotonic_time() - c->paused_at >= KICK_USEC) {
         g_free(c->state);
         c->state = g_strdup("copying");
+        g_clear_pointer(&c->error, g_free);
         push_locked(c);
     }
     g_mutex_unlock(&c->lock);
@@ -217,22 +223,36 @@ static gboolean wait_until(VcfCopier *c, gint64 until)
     return s;
 }
 
+/* Scans run in chunks of this many units, the disk's lock let go and a
+ * stop looked for in between: guests' syncs and unmounts need not wait. */
+#define SCAN_UNITS 65536u
+
+/* Units of disk D in [FROM, TO) held below. FALSE with no ERROR: stopped. */
+static gboolean count_range(VcfCopier *c, VcfDisk *d, guint64 from, guint64 to,
+                            guint64 *units, GError **error)
+{
+    *units = 0;
+    for (guint64 u = from; u < to; u += SCAN_UNITS) {
+        guint64 n;
+        if (stopping(c) || !vcf_disk_count_to_copy(d, u, MIN(to, u + SCAN_UNITS), &n, error))
+            return FALSE;
+        *units += n;
+    }
+    return TRUE;
+}
+
 /* Total and done, from the layers' maps and the cursor. */
 static gboolean count(VcfCopier *c, GError **error)
 {
     guint64 total = 0, left = 0;
     for (guint i = 0; i < vcf_clone_n_disks(c->clone); i++) {
         VcfDisk *d = vcf_clone_get_disk(c->clone, i);
-        guint64 all, after;
-        if (!vcf_disk_count_to_copy(d, 0, &all, error))
+        guint64 units = vcf_disk_get_units(d), before = 0, after = 0;
+        guint64 cut = i < c->disk ? units : i > c->disk ? 0 : MIN(c->unit, units);
+        if (!count_range(c, d, 0, cut, &before, error)
+            || !count_range(c, d, cut, units, &after, error))
             return FALSE;
-        if (i < c->disk)
-            after = 0;
-        else if (i > c->disk || c->unit == 0)
-            after = all;
-        else if (!vcf_disk_count_to_copy(d, c->unit, &after, error))
-            return FALSE;
-        total += all;
+        total += before + after;
         left += after;
     }
     g_mutex_lock(&c->lock);
@@ -252,13 +272,14 @@ static gboolean copy_some(VcfCopier *c, GError **error)
     gint64 t0 = g_get_monotonic_time();
     guint64 unit = c->unit, passed = 0;
     guint64 rate = c->pool->rate;
+    gboolean ok = TRUE;
     for (guint n = 0; n < STEP_UNITS && unit < units; n++) {
         if (g_get_monotonic_time() - t0 > STEP_USEC || stopping(c))
             break;
         gboolean held;
         gsize copied;
-        if (!vcf_disk_copy_unit(d, unit, &held, &copied, error))
-            return FALSE;
+        if (!(ok = vcf_disk_copy_unit(d, unit, &held, &copied, error)))
+            break;
         unit++;
         if (held) {
             passed += VCF_GRAIN_SIZE;
@@ -271,8 +292,6 @@ static gboolean copy_some(VcfCopier *c, GError **error)
             break;
     }
     /* The cursor goes forward only once what it covers is durable. */
-    if (!vcf_disk_sync(d, error))
-        return FALSE;
     guint disk = c->disk;
     if (unit >= units) {
         disk++;
@@ -280,16 +299,32 @@ static gboolean copy_some(VcfCopier *c, GError **error)
     }
     g_autofree char *ds = g_strdup_printf("%u", disk);
     g_autofree char *us = g_strdup_printf("%" G_GUINT64_FORMAT, unit);
-    if (!vcf_clone_info_update(c->lib, c->name, error, "copy-disk", ds, "copy-unit", us, NULL))
+    if (!ok || !vcf_disk_sync(d, error)
+        || !vcf_clone_info_update(c->lib, c->name, error, "copy-disk", ds, "copy-unit", us,
+                                  NULL)) {
+        /* Done again from the cursor: so is its progress. */
+        g_mutex_lock(&c->lock);
+        c->done -= passed;
+        g_mutex_unlock(&c->lock);
         return FALSE;
+    }
     c->disk = disk;
     c->unit = unit;
     sample(c);
     return TRUE;
 }
 
+/* Every disk checked complete, then made standalone. FALSE with no ERROR:
+ * stopped (the check is done again next time). No freeze runs meanwhile:
+ * the mount refuses to clone a clone whose copy runs. */
 static gboolean promote(VcfCopier *c, GError **error)
 {
+    for (guint i = 0; i < vcf_clone_n_disks(c->clone); i++) {
+        VcfDisk *d = vcf_clone_get_disk(c->clone, i);
+        for (guint64 u = 0; u < vcf_disk_get_units(d); u += SCAN_UNITS)
+            if (stopping(c) || !vcf_disk_check_copied(d, u, u + SCAN_UNITS, error))
+                return FALSE;
+    }
     gboolean ok = TRUE;
     for (guint i = 0; ok && i < vcf_clone_n_disks(c->clone); i++)
         ok = vcf_disk_promote(vcf_clone_get_disk(c->clone, i), error);
@@ -299,8 +334,9 @@ static gboolean promote(VcfCopier *c, GError **error)
 }
 
 /* A failure: out of space pauses, anything else breaks the copy. The
- * state is kept in clone.ini where it can be (a full disk may refuse). */
-static void failed(VcfCopier *c, GError *error)
+ * state is kept in clone.ini where it can be (a full disk may refuse).
+ * FALSE for a pause that goes on (said before): nothing new to tell. */
+static gboolean failed(VcfCopier *c, GError *error)
 {
     gboolean nospace = vcf_error_errno(error) == ENOSPC;
     g_autofree char *why = nospace
@@ -309,9 +345,19 @@ static void failed(VcfCopier *c, GError *error)
         : g_strdup_printf("%s; the copy stopped, and the clone goes on as a linked clone",
                           error->message);
     const char *state = nospace ? "paused" : "broken";
-    g_warning("clone %s: full copy %s: %s", c->name, state, why);
+    g_mutex_lock(&c->lock);
+    gboolean quiet = nospace && c->paused_said;
+    c->paused_said = nospace;
+    c->paused_at = g_get_monotonic_time();
+    g_mutex_unlock(&c->lock);
     set_state(c, state, why);
+    if (quiet) {
+        g_debug("clone %s: full copy still paused: %s", c->name, why);
+        return FALSE;
+    }
+    g_warning("clone %s: full copy %s: %s", c->name, state, why);
     vcf_clone_info_update(c->lib, c->name, NULL, "state", state, "error", why, NULL);
+    return TRUE;
 }
 
 static void run_step(gpointer data, gpointer user_data)
@@ -323,6 +369,17 @@ static void run_step(gpointer data, gpointer user_data)
         gboolean ok = c->counted || count(c, &error);
         if (ok && c->disk < vcf_clone_n_disks(c->clone))
             ok = copy_some(c, &error);
+        if (ok) {
+            g_mutex_lock(&c->lock);
+            gboolean resumed = c->paused_said;
+            c->paused_said = FALSE;
+            g_mutex_unlock(&c->lock);
+            if (resumed) {
+                g_message("clone %s: full copy goes on: there is space again", c->name);
+                vcf_clone_info_update(c->lib, c->name, NULL, "state", "copying", "error", NULL,
+                                      NULL);
+            }
+        }
         if (ok && c->disk >= vcf_clone_n_disks(c->clone)) {
             ok = promote(c, &error);
             if (ok) {
@@ -334,10 +391,11 @@ static void run_step(gpointer data, gpointer user_data)
         } else if (ok) {
             again = TRUE;
         }
-        if (!ok) {
-            failed(c, error);
+        if (!ok && error == NULL) {
+            again = FALSE;   /* stopped in a scan */
+        } else if (!ok) {
+            changed = failed(c, error);
             g_error_free(error);
-            changed = TRUE;
         }
     }
     if (changed && c->notify != NULL)

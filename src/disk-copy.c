@@ -33,12 +33,13 @@ gboolean vcf_disk_has_parent(VcfDisk *d)
     return has;
 }
 
-gboolean vcf_disk_count_to_copy(VcfDisk *d, guint64 from, guint64 *units, GError **error)
+gboolean vcf_disk_count_to_copy(VcfDisk *d, guint64 from, guint64 to, guint64 *units,
+                                GError **error)
 {
     *units = 0;
     g_rw_lock_reader_lock(&d->lock);
     gboolean ok = vcf_disk_check_open(d, error);
-    for (guint64 u = from; ok && d->below != NULL && u < vcf_disk_get_units(d); u++) {
+    for (guint64 u = from; ok && d->below != NULL && u < MIN(to, vcf_disk_get_units(d)); u++) {
         gboolean held;
         ok = vcf_stack_holds(d->below, u, &held, error);
         *units += ok && held;
@@ -102,11 +103,12 @@ gboolean vcf_disk_copy_unit(VcfDisk *d, guint64 u, gboolean *held, gsize *copied
     return ok;
 }
 
-/* Every unit held below is in the store, or reads as zeros. Lock held. */
-static gboolean check_complete(VcfDisk *d, GError **error)
+/* Every unit of [FROM, TO) held below is in the store, or reads as zeros.
+ * Lock held. */
+static gboolean check_copied(VcfDisk *d, guint64 from, guint64 to, GError **error)
 {
     g_autofree guint8 *buf = g_malloc(VCF_GRAIN_SIZE);
-    for (guint64 u = 0; u < vcf_disk_get_units(d); u++) {
+    for (guint64 u = from; u < MIN(to, vcf_disk_get_units(d)); u++) {
         gboolean held;
         if (!vcf_stack_holds(d->below, u, &held, error))
             return FALSE;
@@ -124,16 +126,19 @@ static gboolean check_complete(VcfDisk *d, GError **error)
     return TRUE;
 }
 
+gboolean vcf_disk_check_copied(VcfDisk *d, guint64 from, guint64 to, GError **error)
+{
+    g_rw_lock_reader_lock(&d->lock);
+    gboolean ok = vcf_disk_check_open(d, error)
+                  && (d->below == NULL || check_copied(d, from, to, error));
+    g_rw_lock_reader_unlock(&d->lock);
+    return ok;
+}
+
 gboolean vcf_disk_promote(VcfDisk *d, GError **error)
 {
-    /* Checked while guests go on: writes only add to the store. */
-    g_rw_lock_reader_lock(&d->lock);
-    gboolean ok = vcf_disk_check_open(d, error) && (d->below == NULL || check_complete(d, error));
-    g_rw_lock_reader_unlock(&d->lock);
-    if (!ok)
-        return FALSE;
     g_rw_lock_writer_lock(&d->lock);
-    ok = vcf_disk_check_open(d, error) && vcf_sparse_sync(d->store, error)
+    gboolean ok = vcf_disk_check_open(d, error) && vcf_sparse_sync(d->store, error)
          && vcf_sparse_make_standalone(d->store, error);
     if (ok) {
         g_clear_pointer(&d->below, vcf_stack_free);

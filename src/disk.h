@@ -69,9 +69,9 @@ gboolean vcf_disk_freeze(VcfDisk *disk, guint index, char **layer, GError **erro
 guint64 vcf_disk_get_units(const VcfDisk *disk);
 /* Whether the disk still reads from layers below its store. */
 gboolean vcf_disk_has_parent(VcfDisk *disk);
-/* How many units from FROM on some layer below holds: what a full copy
+/* How many units of [FROM, TO) some layer below holds: what a full copy
  * has to look at (0 once the disk has no parent). */
-gboolean vcf_disk_count_to_copy(VcfDisk *disk, guint64 from, guint64 *units,
+gboolean vcf_disk_count_to_copy(VcfDisk *disk, guint64 from, guint64 to, guint64 *units,
                                 GError **error);
 /* Copies unit UNIT into the store if the store lacks it and a layer below
  * holds it (*HELD), unless its bytes are all zeros; the copy is read back
@@ -80,7 +80,10 @@ gboolean vcf_disk_count_to_copy(VcfDisk *disk, guint64 from, guint64 *units,
  * Not durable until vcf_disk_sync. */
 gboolean vcf_disk_copy_unit(VcfDisk *disk, guint64 unit, gboolean *held, gsize *copied,
                             GError **error);
-/* Drops the layers below for good: checks that every unit held below is
- * in the store or reads as zeros (EIO naming the first that is not), syncs,
- * and rewrites the store as a standalone disk. */
+/* Checks that every unit of [FROM, TO) held below is in the store or reads
+ * as zeros: EIO naming the first that is not. Guests go on meanwhile (their
+ * writes only add to the store); the caller keeps freezes away. */
+gboolean vcf_disk_check_copied(VcfDisk *disk, guint64 from, guint64 to, GError **error);
+/* Drops the layers below for good, once checked as above: syncs, and
+ * rewrites the store as a standalone disk. */
 gboolean vcf_disk_promote(VcfDisk *disk, GError **error);

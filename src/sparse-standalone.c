@@ -5,10 +5,15 @@
  * Crash safety: the caller has made every grain the parent held present
  * and durable first, so both the linked and the standalone store read the
  * same bytes. The rewrite keeps the descriptor's length (the hint line
- * becomes a comment padded with spaces) and goes sector by sector in an
- * order where each step leaves a parseable descriptor: first the sector
- * where the hint line starts (it is a comment from then on, whatever
- * follows), then the rest of the line, a sync, then parentCID, a sync. */
+ * becomes a comment padded with spaces, parentCID's value ffffffff). When
+ * both lines lie in one sector, as in every descriptor we write, that
+ * sector is written once: a sector write is whole or not at all. Else it
+ * goes sector by sector in an order where each step leaves a descriptor
+ * we and qemu read as the same disk: first the sector where the hint
+ * line starts (a comment from then on, whatever follows), then the rest
+ * of the line, a sync, then parentCID, a sync. (In between, libvmdk sees
+ * a delta with no parent name; our own reader sees a whole disk, and the
+ * next try of the copy finishes the rewrite.) */
 #include "config.h"
 #include "sparse-private.h"
 #include "fileutil.h"
@@ -92,15 +97,20 @@ gboolean vcf_sparse_make_standalone(VcfSparse *s, GError **error)
                     s->path);
         return FALSE;
     }
+    gsize first = MIN(has_hint ? hs : value, value), last = MAX(has_hint ? he : ce, ce);
+    gboolean one_sector = first / SECTOR == (last - 1) / SECTOR;
     if (has_hint) {
         area[hs] = '#';
         memset(area + hs + 1, ' ', he - hs - 1);
-        if (!write_span(s, area, hs, he, error) || !sync_fd(s, error))
+        if (!one_sector && (!write_span(s, area, hs, he, error) || !sync_fd(s, error)))
             return FALSE;
     }
     memcpy(area + value, "ffffffff", 8);
     memset(area + value + 8, ' ', ce - value - 8);
-    if (!write_span(s, area, value, ce, error) || !sync_fd(s, error))
+    if (one_sector ? !write_span(s, area, first, last, error)
+                   : !write_span(s, area, value, ce, error))
+        return FALSE;
+    if (!sync_fd(s, error))
         return FALSE;
     g_free(s->descriptor);
     s->descriptor = g_strndup(area, len);

@@ -464,8 +464,15 @@ gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
         ok = pwrite_all(s, (const guint8 *)buf + from, len, sector * SECTOR + from, error);
     else
         ok = pwrite_all(s, buf, VCF_GRAIN_SIZE, sector * SECTOR, error);
-    if (!ok)
+    if (!ok) {
+        /* The last place handed out is handed out again: writes retried
+         * on a full disk do not grow the file a grain each time. */
+        g_mutex_lock(&s->meta);
+        if (!stored && s->next_sector == sector + GRAIN_SECTORS)
+            s->next_sector = sector;
+        g_mutex_unlock(&s->meta);
         return FALSE;
+    }
     guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE);
     g_mutex_lock(&s->meta);
     if (!stored)

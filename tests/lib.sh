@@ -24,6 +24,8 @@ cleanup() {
         fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
         wait "$DAEMON_PID" 2>/dev/null || true
     fi
+    # A test's own undo (a file system it mounted), after the daemon's.
+    if [ -n "${EXTRA_CLEANUP:-}" ]; then eval "$EXTRA_CLEANUP" || true; fi
     if [ $rc -ne 0 ] || [ -n "${VCF_KEEP_TMP:-}" ]; then
         echo "# kept $T for a look" >&2
     else

@@ -59,6 +59,10 @@ for a in source snapshot type state progress rate error store_bytes; do
 done
 grep -q '^user.vmclonefs.source="Data"' "$T/attrs" || fail "source of f1 is not Data"
 
+# A clone of a clone that is copying: a freeze would undo the copy's work.
+expect_err "clone of a copying clone" "Device or resource busy" mkdir "$C/f1/x"
+attr "$C/f1" error | grep -q "is being copied" || fail "clones/f1's error: $(attr "$C/f1" error)"
+
 # ---- kill -9 in the middle: the copy goes on from its cursor
 sleep 1.5   # a step or so more, durable
 crash_daemon
@@ -131,6 +135,61 @@ rmdir "$C/Ubuntu/l1" || fail "rmdir l1 once its clone c2 is full"
 same_bytes "$C/l1/c2/c2-flat.vmdk" "$T/c2.raw" "c2 with l1 gone"
 raw_of "$STORE/c2/c2.vmdk" "$T/off2.raw"
 same_bytes "$T/off2.raw" "$T/c2.raw" "c2 offline"
+
+# A full clone's frozen layers that a clone of it reads keep its source:
+# m1 <- m2 <- m3, then m2 full: m1 stays while m3 reads m2's old layer.
+mkdir "$C/Ubuntu/m1"
+scribble() { head -c 100000 /dev/urandom | dd of="$1" bs=100000 seek="$2" oflag=seek_bytes conv=notrunc status=none; }
+scribble "$C/Ubuntu/m1/m1-flat.vmdk" 0
+mkdir "$C/m1/m2"
+scribble "$C/m1/m2/m2-flat.vmdk" 200000
+mkdir "$C/m2/m3"
+raw_of "$LIB/.vmclonefs/clones/m3/m3.vmdk" "$T/m3.raw"
+setfattr -n user.vmclonefs.type -v full "$C/m1/m2"
+for _ in $(seq 300); do
+    [ "$(attr "$C/m1/m2" state)" = full ] && break
+    sleep 0.1
+done
+[ "$(attr "$C/m1/m2" state)" = full ] || fail "m2 is $(attr "$C/m1/m2" state), not full"
+expect_err "rmdir m1 while m3 reads m2's frozen layer on m1" "Device or resource busy" \
+    rmdir "$C/Ubuntu/m1"
+same_bytes "$C/m2/m3/m3-flat.vmdk" "$T/m3.raw" "m3 with m2 full"
+rmdir "$C/m2/m3" || fail "rmdir m3"
+rmdir "$C/Ubuntu/m1" || fail "rmdir m1 once m2 is full and nothing reads its old layers"
+rmdir "$C/m1/m2" || fail "rmdir m2"
+
+# ---- the status file: read-only, not listed, not taken by tar
+grep -q '^state: *full$' "$C/l1/c2/.vmclonefs-status" || fail "c2's status file: $(cat "$C/l1/c2/.vmclonefs-status")"
+ls -a "$C/l1/c2" | grep -q vmclonefs-status && fail "the status file is listed"
+expect_err "rm of the status file" "Operation not permitted" rm "$C/l1/c2/.vmclonefs-status"
+expect_err "writing the status file" "Permission denied" sh -c "echo x >'$C/l1/c2/.vmclonefs-status'"
+tar -cf "$T/c2.tar" -C "$C/l1" c2
+tar -tf "$T/c2.tar" | grep -q status && fail "tar took the status file"
+
+# ---- vmclonefs-ctl: list, clone --full, status --watch, delete, why
+CTL() { "$VMCLONEFS_CTL" -m "$MNT" "$@"; }
+CTL list -H >"$T/list"
+grep -qP '^f1\tData\tfull\tfull\t100.0%\t[0-9]+$' "$T/list" || fail "ctl list -H: $(cat "$T/list")"
+CTL list --json | python3 -c 'import json,sys; d={c["name"]: c for c in json.load(sys.stdin)}; assert d["c2"]["type"] == "full" and d["c2"]["source"] == "l1", d' ||
+    fail "ctl list --json"
+CTL list | head -1 | grep -q '^NAME *SOURCE *TYPE *STATE *PROGRESS *USED$' || fail "ctl list has no header"
+CTL clone Ubuntu k1 --full || fail "ctl clone --full"
+[ "$(attr "$C/Ubuntu/k1" type)" = full ] || fail "ctl clone --full made a $(attr "$C/Ubuntu/k1" type) clone"
+CTL status k1 --watch >"$T/watch" || fail "ctl status --watch: $(cat "$T/watch")"
+tail -1 "$T/watch" | grep -q '^k1 full 100.0%' || fail "ctl status --watch ended with: $(tail -1 "$T/watch")"
+raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/k1.raw"
+same_bytes "$C/Ubuntu/k1/k1-flat.vmdk" "$T/k1.raw" "k1 full"
+CTL clone Ubuntu k2 && CTL clone k2 k3 || fail "ctl clone k2, k3"
+CTL delete k2 2>"$T/ctl.err" && fail "ctl delete k2 with k3 made from it succeeded"
+grep -q "clone k2 is the source of linked clone k3.*(Device or resource busy)" "$T/ctl.err" ||
+    fail "ctl delete k2: $(cat "$T/ctl.err")"
+CTL why Ubuntu | grep -q "k3" || fail "ctl why Ubuntu: $(CTL why Ubuntu)"
+CTL clone Ubuntu k1 2>"$T/ctl.err" && fail "ctl clone of a taken name succeeded"
+grep -q "File exists" "$T/ctl.err" || fail "ctl clone k1 again: $(cat "$T/ctl.err")"
+CTL promote k3 && CTL status k3 --watch >/dev/null || fail "ctl promote k3"
+CTL delete k2 || fail "ctl delete k2 once k3 is full"
+CTL delete k3 && CTL delete k1 || fail "ctl delete k3, k1"
+CTL status k1 2>/dev/null && fail "ctl status of a deleted clone"
 
 # ---- refusals: a full clone of a powered-on VM; the source's error
 mkdir "$LIB/Chain/Chain.vmx.lck"

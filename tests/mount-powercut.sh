@@ -159,9 +159,19 @@ mkdir "$MNT/clones/web1/web3" || fail "mkdir of clone web3 of clone web1"
 mark "made web3"
 round web3 5
 # A remount: a clean close, a new session (new CID, unclean flag) after it.
+# Then web2 turns full: its copy (slowed down to last through the rounds)
+# and its promotion to a standalone disk are under the cuts too.
 unmount_lib
-mount_lib
+mount_lib -o copy_rate=1
+setfattr -n user.vmclonefs.type -v full "$MNT/clones/Ubuntu/web2" || fail "setfattr web2 full"
+mark "full web2"
 for r in 6 7 8; do round web1 "$r"; round web2 "$r"; round web3 "$r"; done
+for _ in $(seq 300); do
+    [ "$(getfattr --only-values -n user.vmclonefs.state "$MNT/clones/Ubuntu/web2")" = full ] && break
+    sleep 0.1
+done
+[ "$(getfattr --only-values -n user.vmclonefs.state "$MNT/clones/Ubuntu/web2")" = full ] ||
+    fail "web2's copy did not end"
 unmount_lib
 total=$(awk '{ n += $3 } END { print n }' "$T"/model/web*.writes)
 note "workload: $N_CHUNKS writes, $((total / 1024)) KiB, 8 rounds, 3 clones (one of a clone), one remount"
@@ -180,7 +190,7 @@ RAW=$T/raw
 cuts=$("$REPLAY" cuts "$RECLOG" "$MAX_CUTS" 2>"$T/cuts.err") || fail "replay: $(cat "$T/cuts.err")"
 note "log: $(cat "$T/cuts.err"); $(wc -w <<<"$cuts") cuts x $(wc -w <<<"$SEEDS") seeds"
 grep -q ', [1-9][0-9]* links' "$T/cuts.err" || fail "the log holds no link: no freeze was under the cuts"
-states=0 kept_total=0 acked_states=0
+states=0 kept_total=0 acked_states=0 copy_states=0 full_states=0
 for cut in $cuts; do
     for seed in $SEEDS; do
         what="cut after record $cut, seed $seed"
@@ -205,9 +215,13 @@ for cut in $cuts; do
         "$CHECK" "$S" "$T/model" "$T/marks" "$RAW" >"$T/check.out" 2>&1 \
             || fail "$what ($(cat "$T/replay.err")); markers before the cut: $(tr '\n' ',' <"$T/marks"):
 $(cat "$T/check.out")"
+        grep -q "^web2 copied to 0:[1-9]" "$T/check.out" && copy_states=$((copy_states + 1))
+        grep -q "^web2 full" "$T/check.out" && full_states=$((full_states + 1))
         states=$((states + 1))
     done
 done
 [ "$acked_states" -gt 0 ] || fail "no state had an acknowledged write: the test proved nothing"
 [ "$kept_total" -gt 0 ] || fail "no write in flight was ever kept: the test proved nothing"
-note "$states power-cut states checked ($acked_states with acknowledged writes, $kept_total writes in flight kept in all)"
+[ "$copy_states" -gt 0 ] && [ "$full_states" -gt 0 ] ||
+    fail "cuts fell in web2's copy $copy_states times and after it $full_states times: both must"
+note "$states power-cut states checked ($acked_states with acknowledged writes, $kept_total writes in flight kept in all, $copy_states in web2's full copy, $full_states after it)"

@@ -24,6 +24,8 @@
  * returned must be there; a clone the model does not know must not. */
 #include "config.h"
 #include "clone.h"
+#include "clone-store.h"
+#include "disk.h"
 #include "grain-sums.h"
 #include "library.h"
 #include "sparse.h"
@@ -125,6 +127,44 @@ static guint acked_version(GArray *a, int acked)
     return k;
 }
 
+/* A full clone's copy: its cursor in clone.ini never runs ahead of what
+ * the store holds durably (the parent holds data in every grain, so every
+ * grain below the cursor must be in the store), and "full" means the store
+ * stands alone. */
+static void check_copy(VcfLibrary *lib, const char *name, VcfDisk *disk)
+{
+    g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, name, NULL);
+    if (info == NULL || g_strcmp0(info->type, "full") != 0)
+        return;
+    if (g_strcmp0(info->state, "full") == 0) {
+        if (vcf_disk_has_parent(disk))
+            failure("clone %s: clone.ini says full, but its store still has a parent", name);
+        printf("%s full\n", name);
+        return;
+    }
+    g_autofree char *path = g_strdup_printf("%s/%s.vmdk", info->dir, name);
+    GError *error = NULL;
+    VcfSparse *store = vcf_sparse_open(path, FALSE, &error);
+    if (store == NULL) {
+        failure("clone %s: its store does not open: %s", name, error->message);
+        g_clear_error(&error);
+        return;
+    }
+    guint64 units = vcf_disk_get_units(disk);
+    guint64 upto = info->copy_disk > 0 ? units : MIN(info->copy_unit, units);
+    if (vcf_disk_has_parent(disk))
+        for (guint64 u = 0; u < upto; u++)
+            if (vcf_sparse_grain_state(store, u) == VCF_GRAIN_ABSENT) {
+                failure("clone %s: its copy's cursor is at unit %" G_GUINT64_FORMAT
+                        ", but unit %" G_GUINT64_FORMAT " is not in its store", name, upto, u);
+                break;
+            }
+    vcf_sparse_free(store);
+    g_autofree char *cursor = g_strdup_printf("%s copied to %u:%" G_GUINT64_FORMAT, name,
+                                              info->copy_disk, info->copy_unit);
+    printf("%s\n", cursor);
+}
+
 static void check_clone(VcfLibrary *lib, const char *model, const char *rawdir,
                         const char *name, int acked)
 {
@@ -185,6 +225,7 @@ static void check_clone(VcfLibrary *lib, const char *model, const char *rawdir,
                     ack > 0 ? "what an fsync acknowledged" : "as it was, no write acknowledged",
                     g_array_index(a, Version, ack).round);
     }
+    check_copy(lib, name, disk);
     if (!vcf_clone_close(clone, &error)) {
         failure("clone %s: closing it: %s", name, error->message);
         g_clear_error(&error);
