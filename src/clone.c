@@ -169,27 +169,42 @@ static GPtrArray *collect_parent_files(VcfClone *c)
 
 /* The clone just made in FINAL, served over the PARENTS its store was made
  * on (taken), so that opening it does not walk their chains again. */
-static VcfClone *open_made(const char *name, const char *final, GPtrArray *parents,
-                           GError **error)
+/* A clone being opened, no disk yet. */
+static VcfClone *clone_alloc(const char *name)
 {
     VcfClone *c = g_new0(VcfClone, 1);
     c->name = g_strdup(name);
     c->disks = g_ptr_array_new();
     g_mutex_init(&c->files_lock);
-    for (guint i = 0; i < parents->len; i++) {
+    return c;
+}
+
+/* Ends an opening: C with its disks, or NULL (C freed) if one failed. */
+static VcfClone *clone_opened(VcfClone *c, gboolean ok)
+{
+    c->parent_files = ok ? collect_parent_files(c) : g_ptr_array_new();
+    if (ok)
+        return c;
+    vcf_clone_close(c, NULL);
+    return NULL;
+}
+
+/* The clone just made in FINAL, served over the PARENTS its store was made
+ * on (taken), so that opening it does not walk their chains again. */
+static VcfClone *open_made(const char *name, const char *final, GPtrArray *parents,
+                           GError **error)
+{
+    VcfClone *c = clone_alloc(name);
+    gboolean ok = TRUE;
+    for (guint i = 0; ok && i < parents->len; i++) {
         g_autofree char *stem = vcf_disk_stem(name, i);
         g_autofree char *file = g_strconcat(stem, ".vmdk", NULL);
         g_autofree char *path = g_build_filename(final, file, NULL);
         VcfDisk *disk = vcf_disk_open_over(path, g_steal_pointer(&parents->pdata[i]), error);
-        if (disk == NULL) {
-            c->parent_files = g_ptr_array_new();
-            vcf_clone_close(c, NULL);
-            return NULL;
-        }
-        g_ptr_array_add(c->disks, disk);
+        if ((ok = disk != NULL))
+            g_ptr_array_add(c->disks, disk);
     }
-    c->parent_files = collect_parent_files(c);
-    return c;
+    return clone_opened(c, ok);
 }
 
 static gboolean create(VcfLibrary *lib, const char *source, const char *name,
@@ -304,24 +319,18 @@ VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
     g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, name, error);
     if (info == NULL)
         return NULL;
-    VcfClone *c = g_new0(VcfClone, 1);
-    c->name = g_strdup(name);
-    c->disks = g_ptr_array_new();
-    g_mutex_init(&c->files_lock);
-    for (guint i = 0; !info->disks_gone && i < info->stems->len; i++) {
+    VcfClone *c = clone_alloc(name);
+    gboolean ok = TRUE;
+    for (guint i = 0; ok && !info->disks_gone && i < info->stems->len; i++) {
         g_autofree char *file = g_strconcat(g_ptr_array_index(info->stems, i), ".vmdk", NULL);
         g_autofree char *path = g_build_filename(info->dir, file, NULL);
         VcfDisk *disk = vcf_disk_open(path, vcf_library_root(lib), n_chains, error);
-        if (disk == NULL) {
+        if (!(ok = disk != NULL))
             g_prefix_error(error, "clone %s is broken: ", name);
-            c->parent_files = g_ptr_array_new();
-            vcf_clone_close(c, NULL);
-            return NULL;
-        }
-        g_ptr_array_add(c->disks, disk);
+        else
+            g_ptr_array_add(c->disks, disk);
     }
-    c->parent_files = collect_parent_files(c);
-    return c;
+    return clone_opened(c, ok);
 }
 
 void vcf_clone_update_parent_files(VcfClone *c)

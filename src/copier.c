@@ -2,6 +2,7 @@
 #include "copier.h"
 #include "clone-store.h"
 #include "disk.h"
+#include "job.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -55,12 +56,8 @@ VcfCopyPool *vcf_copy_pool_new(guint threads, guint64 rate)
     p->rate = rate;
     /* Exclusive: its threads start now, with the termination signals
      * blocked (see vcf_thread_new_quiet), and never exit or move. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+    sigset_t old;
+    vcf_block_quit_signals(&old);
     p->threads = g_thread_pool_new(run_step, p, MAX(threads, 1), TRUE, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return p;

@@ -63,17 +63,23 @@ VcfJob *vcf_job_start(const char *name, VcfJobFunc func, gpointer data,
     return job;
 }
 
-GThread *vcf_thread_new_quiet(const char *name, GThreadFunc func, gpointer data)
+void vcf_block_quit_signals(sigset_t *old)
 {
     /* A handler of SIGINT, SIGTERM or SIGHUP run on a worker would wake
      * none of the threads that wait to end the program (libfuse's loop is
-     * one). The new thread inherits the mask. */
-    sigset_t block, old;
+     * one). New threads inherit the mask. */
+    sigset_t block;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+    pthread_sigmask(SIG_BLOCK, &block, old);
+}
+
+GThread *vcf_thread_new_quiet(const char *name, GThreadFunc func, gpointer data)
+{
+    sigset_t old;
+    vcf_block_quit_signals(&old);
     GThread *t = g_thread_new(name, func, data);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return t;

@@ -3,6 +3,7 @@
  * ends, may wait for it, and reads its result (success, or the GError). */
 #pragma once
 #include <glib.h>
+#include <signal.h>
 
 typedef struct VcfJob VcfJob;
 
@@ -17,6 +18,10 @@ typedef void (*VcfJobCallback)(VcfJob *job, gpointer user_data);
 VcfJob *vcf_job_start(const char *name, VcfJobFunc func, gpointer data,
                       GDestroyNotify free_data, VcfJobCallback callback,
                       gpointer user_data);
+/* Blocks SIGINT, SIGTERM and SIGHUP in this thread (*OLD: the mask before,
+ * for pthread_sigmask(SIG_SETMASK, ...)): threads made meanwhile never
+ * take them. */
+void vcf_block_quit_signals(sigset_t *old);
 /* g_thread_new for a worker that never takes the termination signals. */
 GThread *vcf_thread_new_quiet(const char *name, GThreadFunc func, gpointer data);
 VcfJob *vcf_job_ref(VcfJob *job);

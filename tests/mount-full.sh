@@ -15,6 +15,13 @@ make_library
 C=$MNT/clones
 STORE=$LIB/.vmclonefs/clones
 attr() { getfattr --only-values -n "user.vmclonefs.$2" "$1" 2>/dev/null; }   # FOLDER NAME
+wait_full() { # FOLDER: its copy ends within 30 s
+    for _ in $(seq 300); do
+        [ "$(attr "$1" state)" = full ] && return 0
+        sleep 0.1
+    done
+    fail "$1 is $(attr "$1" state), not full ($(attr "$1" error))"
+}
 
 # A VM with 12 MiB of data in a 64 MiB disk, and 1 MiB written as zeros
 # (allocated in the source, nothing to copy).
@@ -75,11 +82,7 @@ read -r done2 total2 <<<"$(attr "$C/Data/f1" progress)"
 [ "$total2" = "$total" ] || fail "total to copy changed from $total to $total2 across the remount"
 expect_log "resumed copy" "clone f1: the full copy goes on"
 same_bytes "$F" "$T/f1.raw" "f1 after the crash, copying again"
-for _ in $(seq 300); do
-    [ "$(attr "$C/Data/f1" state)" = full ] && break
-    sleep 0.1
-done
-[ "$(attr "$C/Data/f1" state)" = full ] || fail "f1 is $(attr "$C/Data/f1" state), not full"
+wait_full "$C/Data/f1"
 read -r done3 total3 <<<"$(attr "$C/Data/f1" progress)"
 [ "$done3" = "$total3" ] || fail "f1 is full at progress $done3 of $total3"
 same_bytes "$F" "$T/f1.raw" "f1 full"
@@ -122,11 +125,7 @@ expect_err "rmdir of l1" "Device or resource busy" rmdir "$C/Ubuntu/l1"
 expect_err "setfattr type bogus" "Invalid argument" setfattr -n user.vmclonefs.type -v bogus "$C/l1/c2"
 expect_err "setfattr state" "Operation not permitted" setfattr -n user.vmclonefs.state -v full "$C/l1/c2"
 setfattr -n user.vmclonefs.type -v full "$C/l1/c2"
-for _ in $(seq 300); do
-    [ "$(attr "$C/l1/c2" state)" = full ] && break
-    sleep 0.1
-done
-[ "$(attr "$C/l1/c2" state)" = full ] || fail "c2 is $(attr "$C/l1/c2" state), not full"
+wait_full "$C/l1/c2"
 expect_err "setfattr type linked of a full clone" "Invalid argument" \
     setfattr -n user.vmclonefs.type -v linked "$C/l1/c2"
 same_bytes "$C/l1/c2/c2-flat.vmdk" "$T/c2.raw" "c2 full"
@@ -146,11 +145,7 @@ scribble "$C/m1/m2/m2-flat.vmdk" 200000
 mkdir "$C/m2/m3"
 raw_of "$LIB/.vmclonefs/clones/m3/m3.vmdk" "$T/m3.raw"
 setfattr -n user.vmclonefs.type -v full "$C/m1/m2"
-for _ in $(seq 300); do
-    [ "$(attr "$C/m1/m2" state)" = full ] && break
-    sleep 0.1
-done
-[ "$(attr "$C/m1/m2" state)" = full ] || fail "m2 is $(attr "$C/m1/m2" state), not full"
+wait_full "$C/m1/m2"
 expect_err "rmdir m1 while m3 reads m2's frozen layer on m1" "Device or resource busy" \
     rmdir "$C/Ubuntu/m1"
 same_bytes "$C/m2/m3/m3-flat.vmdk" "$T/m3.raw" "m3 with m2 full"
