@@ -11,10 +11,13 @@
 #include <string.h>
 
 /* A step ends after this many units or this long, whichever comes first:
- * the cursor is then made durable, and another copy gets its turn. */
-#define STEP_UNITS 512u
+ * the cursor is then made durable, and another copy gets its turn.
+ * While the guest uses the disk, the copier rests YIELD times as long as
+ * each unit took it: the guest keeps most of the disk. */
+#define STEP_UNITS 4096u
 #define STEP_USEC (G_TIME_SPAN_SECOND)
 #define RATE_SAMPLES 8
+#define YIELD 3
 #define KICK_USEC (4 * G_TIME_SPAN_SECOND)
 
 struct VcfCopyPool {
@@ -270,20 +273,26 @@ static gboolean copy_some(VcfCopier *c, GError **error)
     guint64 unit = c->unit, passed = 0;
     guint64 rate = c->pool->rate;
     gboolean ok = TRUE;
-    for (guint n = 0; n < STEP_UNITS && unit < units; n++) {
+    guint ops = vcf_disk_guest_ops(d);
+    for (guint n = 0; n < STEP_UNITS && unit < units; n += VCF_COPY_RUN) {
         if (g_get_monotonic_time() - t0 > STEP_USEC || stopping(c))
             break;
-        gboolean held;
+        guint held;
         gsize copied;
-        if (!(ok = vcf_disk_copy_unit(d, unit, &held, &copied, error)))
+        gint64 u0 = g_get_monotonic_time();
+        if (!(ok = vcf_disk_copy_units(d, unit, VCF_COPY_RUN, &held, &copied, error)))
             break;
-        unit++;
-        if (held) {
-            passed += VCF_GRAIN_SIZE;
-            g_mutex_lock(&c->lock);
-            c->done += VCF_GRAIN_SIZE;
-            g_mutex_unlock(&c->lock);
-        }
+        unit = MIN(unit + VCF_COPY_RUN, units);
+        passed += (guint64)held * VCF_GRAIN_SIZE;
+        g_mutex_lock(&c->lock);
+        c->done += (guint64)held * VCF_GRAIN_SIZE;
+        g_mutex_unlock(&c->lock);
+        /* The guest is at it: give way. */
+        guint now_ops = vcf_disk_guest_ops(d);
+        if (copied > 0 && now_ops != ops
+            && wait_until(c, g_get_monotonic_time() + YIELD * (g_get_monotonic_time() - u0)))
+            break;
+        ops = now_ops;
         /* The cap: this step's bytes at RATE take this long. */
         if (rate > 0 && wait_until(c, t0 + (gint64)(passed * G_TIME_SPAN_SECOND / rate)))
             break;
@@ -296,7 +305,7 @@ static gboolean copy_some(VcfCopier *c, GError **error)
     }
     g_autofree char *ds = g_strdup_printf("%u", disk);
     g_autofree char *us = g_strdup_printf("%" G_GUINT64_FORMAT, unit);
-    if (!ok || !vcf_disk_sync(d, error)
+    if (!ok || !vcf_disk_flush_data(d, error) || !vcf_disk_sync(d, error)
         || !vcf_clone_info_update(c->lib, c->name, error, "copy-disk", ds, "copy-unit", us,
                                   NULL)) {
         /* Done again from the cursor: so is its progress. */

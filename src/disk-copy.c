@@ -20,9 +20,22 @@ static gboolean all_zero(const guint8 *buf, gsize len)
     return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
 }
 
+guint vcf_disk_guest_ops(VcfDisk *d)
+{
+    return (guint)g_atomic_int_get(&d->guest_ops);
+}
+
 guint64 vcf_disk_get_units(const VcfDisk *d)
 {
     return (d->size + VCF_GRAIN_SIZE - 1) / VCF_GRAIN_SIZE;
+}
+
+gboolean vcf_disk_flush_data(VcfDisk *d, GError **error)
+{
+    g_rw_lock_reader_lock(&d->lock);
+    gboolean ok = vcf_disk_check_open(d, error) && vcf_sparse_flush_data(d->store, error);
+    g_rw_lock_reader_unlock(&d->lock);
+    return ok;
 }
 
 gboolean vcf_disk_has_parent(VcfDisk *d)
@@ -57,48 +70,75 @@ static gboolean read_below_unit(VcfDisk *d, guint64 u, guint8 *buf, GError **err
     return vcf_stack_read(d->below, buf, n, off, error);
 }
 
-static gboolean copy_locked(VcfDisk *d, guint64 u, gboolean *held, gsize *copied,
-                            GError **error)
+/* Unit U of BUF (read below) into the store, if it still lacks it. */
+static gboolean copy_one(VcfDisk *d, guint64 u, const guint8 *buf, guint8 *back,
+                         gsize *copied, GError **error)
 {
-    if (!vcf_disk_check_open(d, error))
-        return FALSE;
-    if (d->below == NULL || u >= vcf_disk_get_units(d))
-        return TRUE;
-    if (!vcf_stack_holds(d->below, u, held, error))
-        return FALSE;
-    if (!*held || vcf_sparse_grain_state(d->store, u) != VCF_GRAIN_ABSENT)
-        return TRUE;
-    g_autofree guint8 *buf = g_malloc(VCF_GRAIN_SIZE);
-    if (!read_below_unit(d, u, buf, error))
-        return FALSE;
-    if (all_zero(buf, VCF_GRAIN_SIZE))
-        return TRUE;   /* reads as zeros standalone too: no space for it */
-    g_autofree guint8 *back = g_malloc(VCF_GRAIN_SIZE);
     gboolean ok = TRUE;
     g_mutex_lock(vcf_disk_stripe(d, u));
     if (vcf_sparse_grain_state(d->store, u) == VCF_GRAIN_ABSENT) {
+        /* Read back, it passes the sum the store made of BUF as it wrote it:
+         * xxh3 of the copy against its source. The bytes are compared too. */
         ok = vcf_sparse_write_grain(d->store, u, buf, 0, VCF_GRAIN_SIZE, error)
              && vcf_sparse_read_grain(d->store, u, back, error);
-        if (ok && vcf_grain_sum(back, VCF_GRAIN_SIZE) != vcf_grain_sum(buf, VCF_GRAIN_SIZE)) {
+        if (ok && memcmp(back, buf, VCF_GRAIN_SIZE) != 0) {
             g_set_error(error, VCF_ERROR, EIO, "%s: the copy of grain %" G_GUINT64_FORMAT
                         " (disk offset %" G_GUINT64_FORMAT ") does not read back as its "
                         "source", d->path, u, u * VCF_GRAIN_SIZE);
             ok = FALSE;
         }
         if (ok)
-            *copied = VCF_GRAIN_SIZE;
+            *copied += VCF_GRAIN_SIZE;
     }
     g_mutex_unlock(vcf_disk_stripe(d, u));
     return ok;
 }
 
-gboolean vcf_disk_copy_unit(VcfDisk *d, guint64 u, gboolean *held, gsize *copied,
+static gboolean copy_locked(VcfDisk *d, guint64 first, guint n, guint *held, gsize *copied,
                             GError **error)
 {
-    *held = FALSE;
+    if (!vcf_disk_check_open(d, error))
+        return FALSE;
+    guint64 units = vcf_disk_get_units(d);
+    if (d->below == NULL || first >= units)
+        return TRUE;
+    n = (guint)MIN(MIN((guint64)n, VCF_COPY_RUN), units - first);
+    gboolean want[VCF_COPY_RUN], any = FALSE;
+    for (guint i = 0; i < n; i++) {
+        gboolean h;
+        if (!vcf_stack_holds(d->below, first + i, &h, error))
+            return FALSE;
+        *held += h;
+        want[i] = h && vcf_sparse_grain_state(d->store, first + i) == VCF_GRAIN_ABSENT;
+        any |= want[i];
+    }
+    if (!any)
+        return TRUE;
+    /* One read for the run: the grains of a parent lie mostly back to back. */
+    guint64 off = first * VCF_GRAIN_SIZE;
+    gsize len = (gsize)n * VCF_GRAIN_SIZE, in = (gsize)MIN((guint64)len, d->size - off);
+    g_autofree guint8 *buf = g_malloc(len);
+    memset(buf + in, 0, len - in);
+    if (!vcf_stack_read(d->below, buf, in, off, error))
+        return FALSE;
+    g_autofree guint8 *back = g_malloc(VCF_GRAIN_SIZE);
+    for (guint i = 0; i < n; i++) {
+        const guint8 *g = buf + (gsize)i * VCF_GRAIN_SIZE;
+        /* All zeros reads as zeros standalone too: no space for it. */
+        if (want[i] && !all_zero(g, VCF_GRAIN_SIZE)
+            && !copy_one(d, first + i, g, back, copied, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean vcf_disk_copy_units(VcfDisk *d, guint64 first, guint n, guint *held, gsize *copied,
+                             GError **error)
+{
+    *held = 0;
     *copied = 0;
     g_rw_lock_reader_lock(&d->lock);
-    gboolean ok = copy_locked(d, u, held, copied, error);
+    gboolean ok = copy_locked(d, first, n, held, copied, error);
     g_rw_lock_reader_unlock(&d->lock);
     return ok;
 }

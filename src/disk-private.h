@@ -33,6 +33,8 @@ struct VcfDisk {
      * read-modify-write of the whole grain, and a reader must not see a
      * grain half rewritten in place (its checksum would not match). */
     GMutex stripes[N_STRIPES];
+    /* Atomic: reads and writes so far, for a copier that gives way. */
+    gint guest_ops;
 };
 
 static inline GMutex *vcf_disk_stripe(VcfDisk *d, guint64 grain)

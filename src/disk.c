@@ -298,6 +298,7 @@ gboolean vcf_disk_read(VcfDisk *d, void *buf, gsize len, guint64 offset,
 {
     if (!check_range(d, len, offset, error))
         return FALSE;
+    g_atomic_int_inc(&d->guest_ops);
     g_rw_lock_reader_lock(&d->lock);
     gboolean ok = vcf_disk_check_open(d, error) && read_locked(d, buf, len, offset, error);
     g_rw_lock_reader_unlock(&d->lock);
@@ -339,6 +340,7 @@ gboolean vcf_disk_write(VcfDisk *d, const void *buf, gsize len, guint64 offset,
 {
     if (!check_range(d, len, offset, error))
         return FALSE;
+    g_atomic_int_inc(&d->guest_ops);
     g_rw_lock_reader_lock(&d->lock);
     gboolean ok = vcf_disk_check_open(d, error) && write_locked(d, buf, len, offset, error);
     g_rw_lock_reader_unlock(&d->lock);

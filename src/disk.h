@@ -67,19 +67,27 @@ gboolean vcf_disk_freeze(VcfDisk *disk, guint index, char **layer, GError **erro
 /* ---- full clones (disk-copy.c) ---- */
 /* Units (VCF_GRAIN_SIZE bytes each) of the disk. */
 guint64 vcf_disk_get_units(const VcfDisk *disk);
+/* A count of the guest's reads and writes so far (it wraps): a copier
+ * that sees it move gives way. */
+guint vcf_disk_guest_ops(VcfDisk *disk);
+/* Writes the store's data out while guests go on (vcf_sparse_flush_data):
+ * the vcf_disk_sync after it holds them up for less. */
+gboolean vcf_disk_flush_data(VcfDisk *disk, GError **error);
 /* Whether the disk still reads from layers below its store. */
 gboolean vcf_disk_has_parent(VcfDisk *disk);
 /* How many units of [FROM, TO) some layer below holds: what a full copy
  * has to look at (0 once the disk has no parent). */
 gboolean vcf_disk_count_to_copy(VcfDisk *disk, guint64 from, guint64 to, guint64 *units,
                                 GError **error);
-/* Copies unit UNIT into the store if the store lacks it and a layer below
- * holds it (*HELD), unless its bytes are all zeros; the copy is read back
- * and compared with its source (EIO if it differs). A unit the store got
- * meanwhile, by a guest write, is left as it is. *COPIED: bytes written.
- * Not durable until vcf_disk_sync. */
-gboolean vcf_disk_copy_unit(VcfDisk *disk, guint64 unit, gboolean *held, gsize *copied,
-                            GError **error);
+/* Copies units [FIRST, FIRST + N) (N at most VCF_COPY_RUN) into the store
+ * where the store lacks them and a layer below holds them (*HELD counts
+ * those), unless their bytes are all zeros; each copy is read back through
+ * the store, its xxh3 sum checked, and compared with its source (EIO if it
+ * differs). A unit the store got meanwhile, by a guest write, is left as it
+ * is. *COPIED: bytes written. Not durable until vcf_disk_sync. */
+#define VCF_COPY_RUN 16u
+gboolean vcf_disk_copy_units(VcfDisk *disk, guint64 first, guint n, guint *held, gsize *copied,
+                             GError **error);
 /* Checks that every unit of [FROM, TO) held below is in the store or reads
  * as zeros: EIO naming the first that is not. Guests go on meanwhile (their
  * writes only add to the store); the caller keeps freezes away. */

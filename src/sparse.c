@@ -483,6 +483,11 @@ gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
     return TRUE;
 }
 
+gboolean vcf_sparse_flush_data(VcfSparse *s, GError **error)
+{
+    return !s->writable || vcf_sparse_sync_fd(s, error);
+}
+
 gboolean vcf_sparse_sync(VcfSparse *s, GError **error)
 {
     if (!s->writable || (!s->data_unsynced && !vcf_table_is_dirty(s->gt)))

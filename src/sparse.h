@@ -80,6 +80,10 @@ guint64 vcf_sparse_count_grains(const VcfSparse *sparse);
 gboolean vcf_sparse_is_empty(const VcfSparse *sparse);
 
 VcfGrainState vcf_sparse_grain_state(const VcfSparse *sparse, guint64 grain);
+/* Writes the grains' data out (fdatasync) while writers go on, so that the
+ * vcf_sparse_sync after it, which runs alone, has little left to write.
+ * It makes nothing durable that sync would not. */
+gboolean vcf_sparse_flush_data(VcfSparse *sparse, GError **error);
 /* Makes the store a standalone disk: no parentFileNameHint, parentCID
  * ffffffff (see sparse-standalone.c for why a crash at any point leaves a
  * valid store). Every grain the parent held must be in the store, durable,
