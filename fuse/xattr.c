@@ -1,6 +1,7 @@
 /* Extended attributes: what a program reads of a clone (user.vmclonefs.*,
  * read-only but for "type", whose "full" starts the copy) and of a source
- * folder (the reason its last mkdir was refused). */
+ * folder (the reason its last refusal); the library's own files and
+ * folders pass theirs through. */
 #include "config.h"
 #include "fs-internal.h"
 #include "vcf-error.h"
@@ -65,9 +66,37 @@ static void reply_value(fuse_req_t req, const char *v, gsize len, size_t size)
         fuse_reply_buf(req, v, len);
 }
 
+/* The real file behind INO when it is one of the library's own, passed
+ * through (its xattrs are its own), else NULL. */
+static char *passed_path(VcfMount *m, fuse_ino_t ino)
+{
+    g_mutex_lock(&m->lock);
+    Node *n = node_get(&m->nodes, ino);
+    char *real = n && (n->kind == NODE_PASS || n->kind == NODE_ROOT) ? g_strdup(n->real) : NULL;
+    g_mutex_unlock(&m->lock);
+    return real;
+}
+
+/* Replies with what a l*xattr call gave: R bytes of BUF, or errno. */
+static void reply_passed(fuse_req_t req, ssize_t r, const char *buf, size_t size)
+{
+    if (r < 0)
+        fuse_reply_err(req, errno);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)r);
+    else
+        fuse_reply_buf(req, buf, (size_t)r);
+}
+
 void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     VcfMount *m = VCF_MOUNT(req);
+    g_autofree char *real = passed_path(m, ino);
+    if (real != NULL) {
+        g_autofree char *buf = size ? g_malloc(size) : NULL;
+        reply_passed(req, lgetxattr(real, name, buf, size), buf, size);
+        return;
+    }
     if (!g_str_has_prefix(name, PREFIX)) {
         fuse_reply_err(req, ENODATA);
         return;
@@ -86,6 +115,12 @@ void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     VcfMount *m = VCF_MOUNT(req);
+    g_autofree char *real = passed_path(m, ino);
+    if (real != NULL) {
+        g_autofree char *buf = size ? g_malloc(size) : NULL;
+        reply_passed(req, llistxattr(real, buf, size), buf, size);
+        return;
+    }
     g_mutex_lock(&m->lock);
     Node *n = node_get(&m->nodes, ino);
     NodeKind kind = n ? n->kind : NODE_GONE;
@@ -158,6 +193,12 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
                  size_t size, int flags)
 {
     VcfMount *m = VCF_MOUNT(req);
+    g_autofree char *real = passed_path(m, ino);
+    if (real != NULL) {
+        /* An attribute changes no byte of a disk: a parent's may change. */
+        fuse_reply_err(req, lsetxattr(real, name, value, size, flags) < 0 ? errno : 0);
+        return;
+    }
     g_mutex_lock(&m->ns_lock);
     g_mutex_lock(&m->lock);
     Node *n = node_get(&m->nodes, ino);
@@ -189,5 +230,9 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    fuse_reply_err(req, g_str_has_prefix(name, PREFIX) ? EPERM : ENOTSUP);
+    g_autofree char *real = passed_path(VCF_MOUNT(req), ino);
+    if (real != NULL)
+        fuse_reply_err(req, lremovexattr(real, name) < 0 ? errno : 0);
+    else
+        fuse_reply_err(req, g_str_has_prefix(name, PREFIX) ? EPERM : ENOTSUP);
 }

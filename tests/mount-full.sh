@@ -186,6 +186,13 @@ CTL delete k2 || fail "ctl delete k2 once k3 is full"
 CTL delete k3 && CTL delete k1 || fail "ctl delete k3, k1"
 CTL status k1 2>/dev/null && fail "ctl status of a deleted clone"
 
+# ---- the library's own files pass their xattrs through
+setfattr -n user.note -v hello "$MNT/Ubuntu/Ubuntu.vmx" || fail "setfattr on a library file"
+[ "$(getfattr --only-values -n user.note "$LIB/Ubuntu/Ubuntu.vmx")" = hello ] || fail "the xattr did not reach the file"
+getfattr -d "$MNT/Ubuntu/Ubuntu.vmx" | grep -q '^user.note="hello"' || fail "getfattr -d of a library file"
+setfattr -x user.note "$MNT/Ubuntu/Ubuntu.vmx" || fail "setfattr -x on a library file"
+getfattr -n user.note "$LIB/Ubuntu/Ubuntu.vmx" 2>/dev/null && fail "user.note is still there"
+
 # ---- refusals: a full clone of a powered-on VM; the source's error
 mkdir "$LIB/Chain/Chain.vmx.lck"
 unmount_lib
