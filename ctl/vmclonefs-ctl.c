@@ -43,9 +43,16 @@ static int refused(const char *what, int err, const char *source_dir)
     return 1;
 }
 
+/* As the status file writes sizes: plain ASCII, whatever the locale. */
 static char *human(guint64 bytes)
 {
-    return g_format_size_full(bytes, G_FORMAT_SIZE_IEC_UNITS);
+    if (bytes < 1024)
+        return g_strdup_printf("%" G_GUINT64_FORMAT " B", bytes);
+    if (bytes < 1024 * 1024)
+        return g_strdup_printf("%.1f KiB", bytes / 1024.0);
+    if (bytes < G_GUINT64_CONSTANT(1) << 30)
+        return g_strdup_printf("%.1f MiB", bytes / 1048576.0);
+    return g_strdup_printf("%.1f GiB", bytes / 1073741824.0);
 }
 
 static char *progress_of(const CtlClone *c)
@@ -146,12 +153,16 @@ static int cmd_clone(const char *mnt, int argc, char **argv)
     const char *args[2] = { NULL, NULL };
     int n = 0;
     for (int i = 0; i < argc; i++) {
-        if (g_str_equal(argv[i], "--full"))
+        if (g_str_equal(argv[i], "--full")) {
             full = TRUE;
-        else if (n < 2)
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "vmclonefs-ctl clone: unknown option %s\n", argv[i]);
+            return 2;
+        } else if (n < 2) {
             args[n++] = argv[i];
-        else
+        } else {
             n = 3;
+        }
     }
     if (n != 2) {
         fprintf(stderr, "usage: vmclonefs-ctl clone SRC NAME [--full]\n");
@@ -287,7 +298,11 @@ int main(int argc, char **argv)
         } else if (g_str_equal(argv[i], "-V") || g_str_equal(argv[i], "--version")) {
             printf("vmclonefs-ctl %s\n", PACKAGE_VERSION);
             return 0;
-        } else if (g_str_equal(argv[i], "-m") && i + 1 < argc) {
+        } else if (g_str_equal(argv[i], "-m")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "vmclonefs-ctl: -m needs a mount point\n");
+                return 2;
+            }
             given = argv[++i];
         } else {
             fprintf(stderr, "vmclonefs-ctl: unknown option %s (see --help)\n", argv[i]);

@@ -164,7 +164,8 @@ void copy_status_locked(VcfMount *m, const VcfCloneInfo *info, VcfCopyStatus *s)
     if (g_strcmp0(info->type, "full") != 0 || state == NULL || g_str_equal(state, "ready"))
         state = "linked";
     s->state = g_strdup(state);
-    s->done = s->total = s->rate = 0;
+    s->done = s->total = g_str_equal(state, "full") ? info->copy_total : 0;
+    s->rate = 0;
     s->error = g_strdup(info->error);
 }
 

@@ -284,8 +284,8 @@ VcfCloneInfo *clone_at_rest(VcfMount *m, const char *source, const char *name,
     }
     if (handles > 0) {
         *err = EBUSY;
-        *why = g_strdup_printf("%s clones/%s/%s: the clone's disk is open (%u handles); close "
-                               "it first", what, source, name, handles);
+        *why = g_strdup_printf("%s clones/%s/%s: the clone's disk is open (%u handle%s); close "
+                               "it first", what, source, name, handles, handles == 1 ? "" : "s");
         return NULL;
     }
     GError *error = NULL;

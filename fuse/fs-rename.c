@@ -125,6 +125,10 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
             err = EINVAL;
             why = g_strdup_printf("mv %s/%s: a clone stays in its source folder %s; mv it "
                                   "within that folder to rename it", p->path, name, p->path);
+            g_autofree char *src = g_strdup(p->source);
+            g_mutex_unlock(&m->lock);
+            note_refusal(m, src, why);
+            g_mutex_lock(&m->lock);
         } else {
             g_autofree char *source = g_strdup(p->source);
             g_mutex_unlock(&m->lock);

@@ -20,7 +20,7 @@ typedef struct {
     unsigned parent_handles;
     double cache_timeout;
     char *clone_type;
-    unsigned copy_rate;
+    char *copy_rate;
     int show_help;
     int show_version;
 } Options;
@@ -31,7 +31,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("cache_timeout=%lf", cache_timeout),
     OPT("log=%s", log_file),
     OPT("clone_type=%s", clone_type),
-    OPT("copy_rate=%u", copy_rate),
+    OPT("copy_rate=%s", copy_rate),
     OPT("-h", show_help),
     OPT("--help", show_help),
     OPT("-V", show_version),
@@ -75,8 +75,8 @@ static void usage(const char *prog)
            "    -o log=FILE            append log lines to FILE (default: standard error\n"
            "                           with -f, else syslog)\n"
            "    -o clone_type=TYPE     what mkdir makes: linked (default) or full\n"
-           "    -o copy_rate=MIB       cap each full clone's copy at MIB MiB/s\n"
-           "                           (default: no cap)\n\n", prog);
+           "    -o copy_rate=MIB       cap each full clone's copy at MIB MiB/s, a whole\n"
+           "                           number (default and 0: no cap)\n\n", prog);
 }
 
 /* ---- logging: a sentence per event, to where the user will look -------- */
@@ -194,6 +194,14 @@ int main(int argc, char **argv)
         ret = 2;
         goto out_cmd;
     }
+    guint64 rate_mib = 0;
+    if (opts.copy_rate != NULL
+        && (!g_ascii_string_to_unsigned(opts.copy_rate, 10, 0, 1 << 20, &rate_mib, NULL))) {
+        fprintf(stderr, "vmclonefs: -o copy_rate=%s: give whole MiB per second, 1 to %u "
+                "(0: no cap)\n", opts.copy_rate, 1 << 20);
+        ret = 2;
+        goto out_cmd;
+    }
     if (mount_inside_library(opts.library, cmd.mountpoint)) {
         fprintf(stderr, "vmclonefs: the mount point %s is inside the library %s; mount it "
                 "elsewhere (the mount would have to list itself)\n", cmd.mountpoint,
@@ -223,7 +231,7 @@ int main(int argc, char **argv)
         goto out_log;
     }
     m.full_default = opts.clone_type != NULL && strcmp(opts.clone_type, "full") == 0;
-    m.copy_rate = (guint64)opts.copy_rate * 1024 * 1024;
+    m.copy_rate = rate_mib * 1024 * 1024;
     se = fuse_session_new(&args, &vcf_fs_ops, sizeof vcf_fs_ops, &m);
     if (se == NULL)
         goto out_mount;
@@ -279,6 +287,7 @@ out_args:
     free(opts.library);
     free(opts.log_file);
     free(opts.clone_type);
+    free(opts.copy_rate);
     fuse_opt_free_args(&args);
     return ret;
 }

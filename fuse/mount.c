@@ -224,7 +224,7 @@ void release_base_logged(VcfMount *m, const VcfCloneInfo *info)
     if (busy)
         why = g_strdup_printf("a file of VM %s is open for writing", info->vm);
     else if (vcf_base_release(m->lib, info->vm, info->base_uid, &why, &error))
-        g_message("took back snapshot \"%s\" of %s: its last clone is gone and the VM has "
+        g_message("took back snapshot \"%s\" of %s: no clone reads it any more and the VM has "
                   "not changed since", info->base_snapshot, info->vm);
     else if (error != NULL) {
         g_warning("taking back snapshot \"%s\" of %s: %s", info->base_snapshot, info->vm,

@@ -56,10 +56,9 @@ static char *value_locked(VcfMount *m, const Node *n, const char *attr, int *err
 
 static void reply_value(fuse_req_t req, const char *v, gsize len, size_t size)
 {
-    /* Progress and rate grow while a copy runs: room for that between the
-     * size probe and the read, which getfattr does not retry. */
+    /* The exact length: rsync -X checks it against what it reads. */
     if (size == 0)
-        fuse_reply_xattr(req, len + 32);
+        fuse_reply_xattr(req, len);
     else if (size < len)
         fuse_reply_err(req, ERANGE);
     else

@@ -93,6 +93,7 @@ VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **er
     info->error = g_key_file_get_string(kf, INI_GROUP, "error", NULL);
     info->copy_disk = (guint) g_key_file_get_uint64(kf, INI_GROUP, "copy-disk", NULL);
     info->copy_unit = g_key_file_get_uint64(kf, INI_GROUP, "copy-unit", NULL);
+    info->copy_total = g_key_file_get_uint64(kf, INI_GROUP, "copy-total", NULL);
     if (info->vm == NULL && info->source != NULL)   /* written before "vm" was */
         info->vm = g_strndup(info->source, strcspn(info->source, "@"));
     /* A rename committed (the folder has the new name) but not tidied yet:

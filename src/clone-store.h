@@ -28,6 +28,7 @@ typedef struct {
     char *error;           /* why it is paused or broken; NULL otherwise */
     guint copy_disk;       /* the full copy's cursor, durable: disks before */
     guint64 copy_unit;     /* copy_disk are copied, and its units before this */
+    guint64 copy_total;    /* a full clone: the bytes of data its copy passed */
     char *parent_clone;    /* the clone it was made from (its source), or NULL */
     char *dir;             /* its store folder */
     GPtrArray *stems;      /* char*: "NAME", "NAME_1", ... one per disk */

@@ -114,6 +114,8 @@ VcfCopier *vcf_copier_start(VcfCopyPool *pool, VcfLibrary *lib, const char *name
     c->disk = info->copy_disk;
     c->unit = info->copy_unit;
     c->counted = full;
+    if (full)   /* what the copy passed, as it was when it ended */
+        c->done = c->total = info->copy_total;
     /* Resumed: progress goes on from where it stood, not from 0. */
     if (!full && (c->disk > 0 || c->unit > 0)) {
         GError *local = NULL;
@@ -335,8 +337,10 @@ static gboolean promote(VcfCopier *c, GError **error)
     for (guint i = 0; ok && i < vcf_clone_n_disks(c->clone); i++)
         ok = vcf_disk_promote(vcf_clone_get_disk(c->clone, i), error);
     vcf_clone_update_parent_files(c->clone);
+    g_autofree char *total = g_strdup_printf("%" G_GUINT64_FORMAT, c->total);
     return ok && vcf_clone_info_update(c->lib, c->name, error, "state", "full", "error", NULL,
-                                 "copy-disk", NULL, "copy-unit", NULL, NULL);
+                                       "copy-disk", NULL, "copy-unit", NULL,
+                                       "copy-total", total, NULL);
 }
 
 /* A failure: out of space pauses, anything else breaks the copy. The

@@ -70,16 +70,23 @@ static gboolean read_below_unit(VcfDisk *d, guint64 u, guint8 *buf, GError **err
     return vcf_stack_read(d->below, buf, n, off, error);
 }
 
-/* Unit U of BUF (read below) into the store, if it still lacks it. */
+/* Unit U of BUF (read below) into the store, if it still lacks it: copied
+ * file to file where the file system can (see vcf_sparse_copy_grain). */
 static gboolean copy_one(VcfDisk *d, guint64 u, const guint8 *buf, guint8 *back,
                          gsize *copied, GError **error)
 {
-    gboolean ok = TRUE;
+    int src;
+    guint64 at = 0;
+    if (!vcf_stack_map_unit(d->below, u, &src, &at, error))
+        return FALSE;
+    gboolean ok = TRUE, offloaded = FALSE;
     g_mutex_lock(vcf_disk_stripe(d, u));
     if (vcf_sparse_grain_state(d->store, u) == VCF_GRAIN_ABSENT) {
         /* Read back, it passes the sum the store made of BUF as it wrote it:
-         * xxh3 of the copy against its source. The bytes are compared too. */
-        ok = vcf_sparse_write_grain(d->store, u, buf, 0, VCF_GRAIN_SIZE, error)
+         * xxh3 of the copy against its source; the bytes are compared too.
+         * A grain the file system copied is read back as well: a reflink
+         * shares the source's blocks, but a server-side copy is a copy. */
+        ok = vcf_sparse_copy_grain(d->store, u, src, at, buf, &offloaded, error)
              && vcf_sparse_read_grain(d->store, u, back, error);
         if (ok && memcmp(back, buf, VCF_GRAIN_SIZE) != 0) {
             g_set_error(error, VCF_ERROR, EIO, "%s: the copy of grain %" G_GUINT64_FORMAT

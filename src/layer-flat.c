@@ -38,7 +38,14 @@ static void flat_free(VcfLayer *layer)
     g_free(layer);
 }
 
-static const VcfLayerOps flat_ops = { "flat", vcf_layer_run_all, flat_read, flat_free };
+static void flat_map(VcfLayer *layer, guint64 offset, gsize len, int *fd, guint64 *at)
+{
+    FlatLayer *f = (FlatLayer *) layer;
+    *fd = f->fd;
+    *at = f->file_offset + offset;
+}
+
+static const VcfLayerOps flat_ops = { "flat", vcf_layer_run_all, flat_read, flat_free, flat_map };
 
 VcfLayer *vcf_layer_flat_new(int fd, const char *path, guint64 file_offset, guint64 size)
 {

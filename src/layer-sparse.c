@@ -227,7 +227,23 @@ static void sparse_free(VcfLayer *layer)
     g_free(s);
 }
 
-static const VcfLayerOps sparse_ops = { "sparse", sparse_run, sparse_read, sparse_free };
+static void sparse_map(VcfLayer *layer, guint64 offset, gsize len, int *fd, guint64 *at)
+{
+    SparseLayer *s = (SparseLayer *) layer;
+    guint64 g = offset / s->grain_bytes, in = offset % s->grain_bytes;
+    guint32 gte;
+    *fd = -1;
+    /* One grain's bytes, stored, whose sums (if any) the caller checked by
+     * reading them. */
+    if (in + len > s->grain_bytes || !entry(s, g, &gte, NULL) || gte == 0
+        || (gte == 1 && s->zero_grain))
+        return;
+    *fd = s->fd;
+    *at = (guint64) gte * SECTOR + in;
+}
+
+static const VcfLayerOps sparse_ops = { "sparse", sparse_run, sparse_read, sparse_free,
+                                        sparse_map };
 
 static int cmp_u32(const void *a, const void *b)
 {

@@ -23,7 +23,8 @@ static void vmdk_free(VcfLayer *layer)
     g_free(layer);
 }
 
-static const VcfLayerOps vmdk_ops = { "vmdk", vcf_layer_run_all, vmdk_read, vmdk_free };
+/* No map: libvmdk may decompress, so bytes never lie as they are. */
+static const VcfLayerOps vmdk_ops = { "vmdk", vcf_layer_run_all, vmdk_read, vmdk_free, NULL };
 
 VcfLayer *vcf_layer_vmdk_new(VcfParent *parent)
 {

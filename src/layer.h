@@ -31,6 +31,10 @@ typedef struct {
      * the file and offset when they cannot be read. */
     gboolean (*read)(VcfLayer *layer, void *buf, gsize len, guint64 offset, GError **error);
     void (*free)(VcfLayer *layer);
+    /* Where the LEN bytes at OFFSET (all held) lie as they are in one file,
+     * for copying them file to file: *FD and *AT, or *FD -1 when they do not
+     * (zeroed grains, grains apart, compressed data). NULL: never. */
+    void (*map)(VcfLayer *layer, guint64 offset, gsize len, int *fd, guint64 *at);
 } VcfLayerOps;
 
 struct VcfLayer {

@@ -483,6 +483,68 @@ gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
     return TRUE;
 }
 
+/* LEN bytes from SRC at FROM to the store at TO, in the file system where
+ * it can (copy_file_range: reflinks on XFS and btrfs, server-side copies
+ * on NFS 4.2 and CephFS). FALSE when it cannot; *ERRNUM then says why. */
+static gboolean copy_range(VcfSparse *s, int src, guint64 from, guint64 to, gsize len,
+                           int *errnum)
+{
+    loff_t in = (loff_t) from, out = (loff_t) to;
+    while (len > 0) {
+        ssize_t n = copy_file_range(src, &in, s->fd, &out, len, 0);
+        if (n <= 0) {
+            *errnum = n < 0 ? errno : EIO;
+            return FALSE;
+        }
+        len -= (gsize) n;
+    }
+    return TRUE;
+}
+
+gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
+                               const void *buf, gboolean *offloaded, GError **error)
+{
+    *offloaded = FALSE;
+    g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
+    /* Blocks are shared only where both offsets are block-aligned. */
+    if (src < 0 || at % 4096 != 0 || vcf_sparse_grain_state(s, grain) != VCF_GRAIN_ABSENT)
+        return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
+    g_mutex_lock(&s->meta);
+    gboolean ok = start_session(s, error);
+    guint64 sector = s->next_sector;
+    if (ok && s->next_sector + GRAIN_SECTORS > G_MAXUINT32) {
+        g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
+        ok = FALSE;
+    } else if (ok) {
+        s->next_sector += GRAIN_SECTORS;
+    }
+    g_mutex_unlock(&s->meta);
+    if (!ok)
+        return FALSE;
+    int e = 0;
+    if (!copy_range(s, src, at, sector * SECTOR, VCF_GRAIN_SIZE, &e)) {
+        g_mutex_lock(&s->meta);
+        if (s->next_sector == sector + GRAIN_SECTORS)
+            s->next_sector = sector;
+        g_mutex_unlock(&s->meta);
+        if (e == ENOSPC || e == EDQUOT) {
+            g_set_error(error, VCF_ERROR, ENOSPC, "%s: copying a grain in: %s", s->path,
+                        g_strerror(e));
+            return FALSE;
+        }
+        /* Another file system, or one that cannot: written as usual. */
+        return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
+    }
+    guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE);
+    g_mutex_lock(&s->meta);
+    set_gte(s, grain, (guint32)sector);
+    vcf_grain_sums_set(s->sums, grain, sum);
+    s->data_unsynced = TRUE;
+    g_mutex_unlock(&s->meta);
+    *offloaded = TRUE;
+    return TRUE;
+}
+
 gboolean vcf_sparse_flush_data(VcfSparse *s, GError **error)
 {
     return !s->writable || vcf_sparse_sync_fd(s, error);

@@ -80,6 +80,13 @@ guint64 vcf_sparse_count_grains(const VcfSparse *sparse);
 gboolean vcf_sparse_is_empty(const VcfSparse *sparse);
 
 VcfGrainState vcf_sparse_grain_state(const VcfSparse *sparse, guint64 grain);
+/* Stores new grain GRAIN, whose bytes BUF (VCF_GRAIN_SIZE) lie in file SRC
+ * at AT, by copying them file to file where the file system can
+ * (*OFFLOADED: reflinked blocks on XFS and btrfs, a server-side copy on
+ * NFS 4.2 and CephFS); else, and with SRC -1, writes BUF. Its checksum is
+ * BUF's. The caller keeps other writers of GRAIN away. */
+gboolean vcf_sparse_copy_grain(VcfSparse *sparse, guint64 grain, int src, guint64 at,
+                               const void *buf, gboolean *offloaded, GError **error);
 /* Writes the grains' data out (fdatasync) while writers go on, so that the
  * vcf_sparse_sync after it, which runs alone, has little left to write.
  * It makes nothing durable that sync would not. */

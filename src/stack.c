@@ -341,3 +341,24 @@ gboolean vcf_stack_holds(VcfStack *s, guint64 unit, gboolean *held, GError **err
     *held = m != MEMO_NONE;
     return TRUE;
 }
+
+gboolean vcf_stack_map_unit(VcfStack *s, guint64 unit, int *fd, guint64 *at, GError **error)
+{
+    *fd = -1;
+    guint8 m;
+    guint64 start = unit * VCF_GRAIN_SIZE;
+    if (start + VCF_GRAIN_SIZE > s->size || !memo(s, unit, &m, error))
+        return start + VCF_GRAIN_SIZE > s->size;
+    if (m == MEMO_MIXED || m == MEMO_NONE)
+        return TRUE;
+    const Level *l = &s->levels[m - 1];
+    gint e = find_extent(l, start);
+    if (e < 0)
+        return TRUE;
+    VcfLayer *layer = l->layers[e];
+    guint64 in = start - l->starts[e];
+    if (layer->ops->map != NULL && in + VCF_GRAIN_SIZE <= layer->size)
+        layer->ops->map(layer, in, VCF_GRAIN_SIZE, fd, at);
+    return TRUE;
+}
+

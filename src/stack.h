@@ -28,6 +28,10 @@ guint vcf_stack_get_vmdk_levels(const VcfStack *stack);
  * read as zeros. Thread-safe. */
 gboolean vcf_stack_read(VcfStack *stack, void *buf, gsize len, guint64 offset,
                         GError **error);
+/* Where unit UNIT lies whole in one file, as the level that holds all of
+ * it stores it: *FD and *AT, or *FD -1 when it does not (see layer.h). */
+gboolean vcf_stack_map_unit(VcfStack *stack, guint64 unit, int *fd, guint64 *at,
+                            GError **error);
 /* Whether some level holds a byte of unit UNIT (offset / VCF_GRAIN_SIZE):
  * *HELD. A libvmdk level holds everything. */
 gboolean vcf_stack_holds(VcfStack *stack, guint64 unit, gboolean *held, GError **error);

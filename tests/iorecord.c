@@ -59,6 +59,7 @@ static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static ssize_t (*real_pwrite64)(int, const void *, size_t, off_t);
 static ssize_t (*real_pwritev)(int, const struct iovec *, int, off_t);
 static ssize_t (*real_pwritev2)(int, const struct iovec *, int, off_t, int);
+static ssize_t (*real_copy_file_range)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 static int (*real_ftruncate)(int, off_t);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
@@ -82,7 +83,7 @@ static void append(char type, uint64_t start, long long a, unsigned long long b,
 static void init(void)
 {
     LOOKUP(write); LOOKUP(pwrite); LOOKUP(pwrite64); LOOKUP(pwritev); LOOKUP(pwritev2);
-    LOOKUP(ftruncate); LOOKUP(fsync); LOOKUP(fdatasync);
+    LOOKUP(ftruncate); LOOKUP(fsync); LOOKUP(fdatasync); LOOKUP(copy_file_range);
     LOOKUP(open); LOOKUP(open64); LOOKUP(openat); LOOKUP(openat64);
     const char *dir = getenv("VCF_IORECORD_DIR");
     const char *log = getenv("VCF_IORECORD_LOG");
@@ -334,6 +335,30 @@ ssize_t pwritev2(int fd, const struct iovec *iov, int n, off_t off, int flags)
     ensure_init();
     pwritev2_flags = flags;
     return record_pwritev(fd, iov, n, off, do_pwritev2, off < 0);
+}
+
+/* A copy the file system made into a recorded file is a write of what it
+ * put there: read back and logged as one. */
+ssize_t copy_file_range(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+                        unsigned int flags)
+{
+    ensure_init();
+    char rel[PATH_MAX];
+    pthread_mutex_lock(&iorec_lock);
+    long long at = off_out ? (long long)*off_out : (long long)lseek(fd_out, 0, SEEK_CUR);
+    ssize_t r = real_copy_file_range(fd_in, off_in, fd_out, off_out, len, flags);
+    int saved = errno;
+    if (r > 0 && fd_path(fd_out, rel, sizeof rel)) {
+        void *buf = malloc((size_t)r);
+        if (buf == NULL || pread(fd_out, buf, (size_t)r, (off_t)at) != r)
+            abort();       /* the log would miss a write */
+        struct iovec v = { buf, (size_t)r };
+        append('W', 0, at, (unsigned long long)r, rel, NULL, &v, 1);
+        free(buf);
+    }
+    pthread_mutex_unlock(&iorec_lock);
+    errno = saved;
+    return r;
 }
 
 int ftruncate(int fd, off_t len)

@@ -111,6 +111,14 @@ same_bytes "$F" "$T/f1.raw" "f1 with its source deleted"
 unmount_lib
 mount_lib
 same_bytes "$F" "$T/f1.raw" "f1 remounted, its source deleted"
+[ "$(attr "$C/Data/f1" progress)" = "$total3 $total3" ] ||
+    fail "f1's progress after a remount: $(attr "$C/Data/f1" progress), not $total3 $total3"
+# rsync -X checks each value's length against the size it was told.
+mkdir "$T/rs"
+rsync -aX "$C/Data/f1" "$T/rs/" || fail "rsync -aX of a clone folder"
+cmp -s "$T/rs/f1/f1-flat.vmdk" "$T/f1.raw" || fail "rsync -aX copied f1's disk wrong"
+[ "$(getfattr --only-values -n user.vmclonefs.type "$T/rs/f1")" = full ] || fail "rsync -aX lost f1's xattrs"
+rm -rf "$T/rs"
 
 # ---- a linked clone made full, and a clone of a clone
 raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/l1.raw"
