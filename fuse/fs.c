@@ -223,6 +223,10 @@ gboolean node_stat(VcfMount *m, const Node *n, struct stat *st, GError **error)
         VcfDisk *disk = vcf_clone_get_disk(oc->clone, n->disk);
         if (!stat_path(vcf_disk_get_path(disk), st, error))
             return FALSE;
+        /* The store's own times move with a copy in the background. */
+        gint64 w = vcf_disk_get_written_at(disk);
+        st->st_mtim.tv_sec = st->st_ctim.tv_sec = w / G_USEC_PER_SEC;
+        st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = w % G_USEC_PER_SEC * 1000;
         if (n->kind == NODE_FLAT) {
             guint32 cid;
             VcfGeometry geo;

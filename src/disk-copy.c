@@ -20,6 +20,11 @@ static gboolean all_zero(const guint8 *buf, gsize len)
     return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
 }
 
+gint64 vcf_disk_get_written_at(VcfDisk *d)
+{
+    return __atomic_load_n(&d->written_at, __ATOMIC_RELAXED);
+}
+
 guint vcf_disk_guest_ops(VcfDisk *d)
 {
     return (guint)g_atomic_int_get(&d->guest_ops);

@@ -35,6 +35,9 @@ struct VcfDisk {
     GMutex stripes[N_STRIPES];
     /* Atomic: reads and writes so far, for a copier that gives way. */
     gint guest_ops;
+    /* Atomic: when the guest last wrote (µs since the epoch; at open, the
+     * store's mtime): the disk's time, which a copy does not move. */
+    gint64 written_at;
 };
 
 static inline GMutex *vcf_disk_stripe(VcfDisk *d, guint64 grain)

@@ -69,6 +69,10 @@ static VcfDisk *disk_new(VcfSparse *store, VcfParent *parent, VcfStack *below)
     g_rw_lock_init(&d->lock);
     g_mutex_init(&d->swap_lock);
     d->cid_seen = vcf_sparse_get_cid(store);
+    GStatBuf st;
+    d->written_at = g_stat(d->path, &st) == 0
+        ? (gint64)st.st_mtim.tv_sec * G_USEC_PER_SEC + st.st_mtim.tv_nsec / 1000
+        : g_get_real_time();
     vcf_sparse_get_geometry(store, &d->geometry_seen);
     for (guint i = 0; i < N_STRIPES; i++)
         g_mutex_init(&d->stripes[i]);
@@ -341,6 +345,7 @@ gboolean vcf_disk_write(VcfDisk *d, const void *buf, gsize len, guint64 offset,
     if (!check_range(d, len, offset, error))
         return FALSE;
     g_atomic_int_inc(&d->guest_ops);
+    __atomic_store_n(&d->written_at, g_get_real_time(), __ATOMIC_RELAXED);
     g_rw_lock_reader_lock(&d->lock);
     gboolean ok = vcf_disk_check_open(d, error) && write_locked(d, buf, len, offset, error);
     g_rw_lock_reader_unlock(&d->lock);

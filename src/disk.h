@@ -33,6 +33,10 @@ gboolean vcf_disk_close(VcfDisk *disk, GError **error);
 void vcf_disk_abandon(VcfDisk *disk);
 
 guint64 vcf_disk_get_size(const VcfDisk *disk);
+/* When the guest last wrote the disk, in µs since the epoch (before any
+ * write since open: the store's mtime). A full clone's copy and syncs do
+ * not move it: it is the disk's time, as backup tools see it. */
+gint64 vcf_disk_get_written_at(VcfDisk *disk);
 /* The store's file: the writable top, whatever freezes there were. */
 const char *vcf_disk_get_path(const VcfDisk *disk);
 /* The store's CID and geometry now, and the space its frozen layers use. */

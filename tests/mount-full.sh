@@ -50,6 +50,12 @@ for off in 0 $((2 * 1048576 + 4096)) $((41 * 1048576)) $((47 * 1048576 + 100)) $
 done
 sync "$F"
 same_bytes "$F" "$T/f1.raw" "f1 after writes while copying"
+# The copy writes the store, not the disk: its times stay (tar would say
+# "file changed as we read it").
+t1=$(stat -c '%y %z' "$F")
+sleep 1.5
+[ "$(stat -c '%y %z' "$F")" = "$t1" ] || fail "f1's times moved with the copy: $t1, then $(stat -c '%y %z' "$F")"
+[ "$(attr "$C/Data/f1" state)" = copying ] || fail "f1's copy ended before its times were checked"
 read -r done1 total <<<"$(attr "$C/Data/f1" progress)"
 [ "$total" -ge $((12 * 1048576)) ] || fail "f1's total to copy is $total, under its 12 MiB of data"
 for _ in $(seq 100); do
