@@ -4,6 +4,7 @@
 #include "descriptor.h"
 #include "fileutil.h"
 #include "freeze.h"
+#include "grain-sums.h"
 #include "names.h"
 #include "vcf-error.h"
 
@@ -61,6 +62,60 @@ static void load_unlinked(VcfCloneInfo *info)
         g_dir_close(d);
 }
 
+/* The cursor record: "DISK UNIT SUM", SUM the xxh3 of the two numbers as
+ * written, so that a torn record is seen as one, padded to CURSOR_LEN. */
+#define CURSOR_LEN 64
+
+static char *cursor_text(guint disk, guint64 unit)
+{
+    g_autofree char *nums = g_strdup_printf("%u %" G_GUINT64_FORMAT, disk, unit);
+    char *text = g_strdup_printf("%s %016" G_GINT64_MODIFIER "x", nums,
+                                 vcf_grain_sum(nums, strlen(nums)));
+    return text;
+}
+
+static void load_cursor(VcfCloneInfo *info)
+{
+    g_autofree char *path = g_build_filename(info->dir, VCF_COPY_CURSOR, NULL);
+    g_autofree char *text = NULL;
+    guint disk;
+    guint64 unit;
+    if (!g_file_get_contents(path, &text, NULL, NULL)
+        || sscanf(text, "%u %" G_GUINT64_FORMAT, &disk, &unit) != 2)
+        return;
+    g_autofree char *want = cursor_text(disk, unit);
+    if (strncmp(text, want, strlen(want)) != 0)
+        return;   /* torn: clone.ini's older cursor stands */
+    info->copy_disk = disk;
+    info->copy_unit = unit;
+}
+
+gboolean vcf_clone_save_cursor(VcfLibrary *lib, const char *name, guint disk, guint64 unit,
+                               GError **error)
+{
+    g_autofree char *dir = g_build_filename(vcf_library_store_root(lib), name, NULL);
+    g_autofree char *path = g_build_filename(dir, VCF_COPY_CURSOR, NULL);
+    gboolean made = !g_file_test(path, G_FILE_TEST_EXISTS);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        vcf_set_errno(error, errno, path);
+        return FALSE;
+    }
+    g_autofree char *text = cursor_text(disk, unit);
+    char rec[CURSOR_LEN];
+    memset(rec, ' ', sizeof rec);
+    memcpy(rec, text, MIN(strlen(text), sizeof rec - 1));
+    rec[sizeof rec - 1] = '\n';
+    gboolean ok = vcf_pwrite_all(fd, rec, sizeof rec, 0, path, error);
+    if (ok && fdatasync(fd) < 0) {
+        vcf_set_errno(error, errno, path);
+        ok = FALSE;
+    }
+    close(fd);
+    /* Its name durable once; later records change the file, not the folder. */
+    return ok && (!made || vcf_fsync_dir(dir, error));
+}
+
 VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **error)
 {
     if (name[0] == '.' || strchr(name, '/') != NULL) {
@@ -94,6 +149,7 @@ VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **er
     info->copy_disk = (guint) g_key_file_get_uint64(kf, INI_GROUP, "copy-disk", NULL);
     info->copy_unit = g_key_file_get_uint64(kf, INI_GROUP, "copy-unit", NULL);
     info->copy_total = g_key_file_get_uint64(kf, INI_GROUP, "copy-total", NULL);
+    load_cursor(info);
     if (info->vm == NULL && info->source != NULL)   /* written before "vm" was */
         info->vm = g_strndup(info->source, strcspn(info->source, "@"));
     /* A rename committed (the folder has the new name) but not tidied yet:

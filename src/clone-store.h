@@ -14,6 +14,9 @@
 #define VCF_CLONE_INI "clone.ini"
 #define VCF_CLONE_INI_NEXT "clone.ini.next"
 #define VCF_UNLINKED_PREFIX ".vcf-unlinked-"
+/* A full copy's cursor, rewritten in place: the folder does not change
+ * with every step (tar would say it "changed as we read it"). */
+#define VCF_COPY_CURSOR ".vcf-copy-cursor"
 
 /* What clone.ini says about a clone. */
 typedef struct {
@@ -43,6 +46,10 @@ VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **er
  * a NULL value removes the key), rewritten atomically and durably. */
 gboolean vcf_clone_info_update(VcfLibrary *lib, const char *name, GError **error,
                                const char *key, ...) G_GNUC_NULL_TERMINATED;
+/* Makes the full copy's cursor of clone NAME durable: disks before DISK
+ * are copied, and its units before UNIT. A torn record reads as none. */
+gboolean vcf_clone_save_cursor(VcfLibrary *lib, const char *name, guint disk, guint64 unit,
+                               GError **error);
 /* A full clone whose copy is done: it reads nothing of its source. */
 gboolean vcf_clone_info_is_standalone(const VcfCloneInfo *info);
 void vcf_clone_info_free(VcfCloneInfo *info);

@@ -6,6 +6,7 @@
 #include "vcf-error.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -98,8 +99,11 @@ VcfCopier *vcf_copier_start(VcfCopyPool *pool, VcfLibrary *lib, const char *name
     if (info == NULL)
         return NULL;
     gboolean full = vcf_clone_info_is_standalone(info);
-    if (!full && !vcf_clone_info_update(lib, name, error, "type", "full", "state", "copying",
-                                        "error", NULL, NULL))
+    /* The cursor's file made now, with the folder's other change: the
+     * steps then rewrite it in place. */
+    if (!full && (!vcf_clone_info_update(lib, name, error, "type", "full", "state", "copying",
+                                         "error", NULL, NULL)
+                  || !vcf_clone_save_cursor(lib, name, info->copy_disk, info->copy_unit, error)))
         return NULL;
     VcfCopier *c = g_new0(VcfCopier, 1);
     c->pool = pool;
@@ -305,11 +309,8 @@ static gboolean copy_some(VcfCopier *c, GError **error)
         disk++;
         unit = 0;
     }
-    g_autofree char *ds = g_strdup_printf("%u", disk);
-    g_autofree char *us = g_strdup_printf("%" G_GUINT64_FORMAT, unit);
     if (!ok || !vcf_disk_flush_data(d, error) || !vcf_disk_sync(d, error)
-        || !vcf_clone_info_update(c->lib, c->name, error, "copy-disk", ds, "copy-unit", us,
-                                  NULL)) {
+        || !vcf_clone_save_cursor(c->lib, c->name, disk, unit, error)) {
         /* Done again from the cursor: so is its progress. */
         g_mutex_lock(&c->lock);
         c->done -= passed;
@@ -338,9 +339,14 @@ static gboolean promote(VcfCopier *c, GError **error)
         ok = vcf_disk_promote(vcf_clone_get_disk(c->clone, i), error);
     vcf_clone_update_parent_files(c->clone);
     g_autofree char *total = g_strdup_printf("%" G_GUINT64_FORMAT, c->total);
-    return ok && vcf_clone_info_update(c->lib, c->name, error, "state", "full", "error", NULL,
-                                       "copy-disk", NULL, "copy-unit", NULL,
-                                       "copy-total", total, NULL);
+    g_autofree char *cursor = g_build_filename(vcf_library_store_root(c->lib), c->name,
+                                               VCF_COPY_CURSOR, NULL);
+    if (!ok || !vcf_clone_info_update(c->lib, c->name, error, "state", "full", "error", NULL,
+                                      "copy-disk", NULL, "copy-unit", NULL,
+                                      "copy-total", total, NULL))
+        return FALSE;
+    g_unlink(cursor);   /* what is left of it is ignored once full */
+    return TRUE;
 }
 
 /* A failure: out of space pauses, anything else breaks the copy. The

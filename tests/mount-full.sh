@@ -52,9 +52,12 @@ sync "$F"
 same_bytes "$F" "$T/f1.raw" "f1 after writes while copying"
 # The copy writes the store, not the disk: its times stay (tar would say
 # "file changed as we read it").
-t1=$(stat -c '%y %z' "$F")
+t1=$(stat -c '%y %z' "$F" "$C/Data/f1")
 sleep 1.5
-[ "$(stat -c '%y %z' "$F")" = "$t1" ] || fail "f1's times moved with the copy: $t1, then $(stat -c '%y %z' "$F")"
+[ "$(stat -c '%y %z' "$F" "$C/Data/f1")" = "$t1" ] ||
+    fail "f1's times moved with the copy: $t1, then $(stat -c '%y %z' "$F" "$C/Data/f1")"
+tar -cf "$T/during.tar" -C "$C/Data" f1 || fail "tar of f1 during its copy"
+rm -f "$T/during.tar"
 [ "$(attr "$C/Data/f1" state)" = copying ] || fail "f1's copy ended before its times were checked"
 read -r done1 total <<<"$(attr "$C/Data/f1" progress)"
 [ "$total" -ge $((12 * 1048576)) ] || fail "f1's total to copy is $total, under its 12 MiB of data"
@@ -79,7 +82,8 @@ attr "$C/f1" error | grep -q "is being copied" || fail "clones/f1's error: $(att
 # ---- kill -9 in the middle: the copy goes on from its cursor
 sleep 1.5   # a step or so more, durable
 crash_daemon
-grep -q '^copy-unit=' "$STORE/f1/clone.ini" || fail "no cursor in clone.ini after a crash"
+read -r _ unit _ <"$STORE/f1/.vcf-copy-cursor" || fail "no copy cursor after a crash"
+[ "$unit" -gt 0 ] || fail "the copy cursor is at $unit after a crash"
 qemu-img check -q "$STORE/f1/f1.vmdk" || fail "qemu-img check after the crash"
 log_mark
 mount_lib -o copy_rate=4
