@@ -65,6 +65,14 @@ show mkdir "$demo/mnt/clones/web1/web2"
 show cmp "$demo/mnt/clones/web1/web2/web2-flat.vmdk" "$demo/mnt/clones/Ubuntu/web1/web1-flat.vmdk"
 echo "identical"
 show qemu-img info --backing-chain "$demo/library/.vmclonefs/clones/web2/web2.vmdk"
+echo
+echo "# A full clone: usable at once, then copied until it needs nothing of Ubuntu:"
+ctl=$top/build/plain/vmclonefs-ctl
+show "$ctl" -m "$demo/mnt" clone Ubuntu full1 --full
+show "$ctl" -m "$demo/mnt" status full1 --watch
+show getfattr -d -m - "$demo/mnt/clones/Ubuntu/full1"
+show "$ctl" -m "$demo/mnt" list
+show qemu-img info --backing-chain "$demo/library/.vmclonefs/clones/full1/full1.vmdk"
 cat <<MSG
 
 The library is mounted at $demo/mnt (log: $demo/vmclonefs.log).
