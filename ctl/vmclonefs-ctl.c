@@ -121,8 +121,15 @@ static int cmd_list(const char *mnt, int argc, char **argv)
         g_string_free(out, TRUE);
         return 0;
     }
+    /* Columns as wide as their longest entry, as zfs list makes them. */
+    int wn = 4, ws = 6;
+    for (guint i = 0; i < all->len; i++) {
+        const CtlClone *c = all->pdata[i];
+        wn = MAX(wn, (int)strlen(c->name));
+        ws = MAX(ws, (int)strlen(c->source ? c->source : ""));
+    }
     if (!scripted)
-        printf("%-20s %-24s %-7s %-8s %8s %10s\n", "NAME", "SOURCE", "TYPE", "STATE",
+        printf("%-*s  %-*s  %-6s  %-7s  %8s  %10s\n", wn, "NAME", ws, "SOURCE", "TYPE", "STATE",
                "PROGRESS", "USED");
     for (guint i = 0; i < all->len; i++) {
         const CtlClone *c = all->pdata[i];
@@ -132,8 +139,8 @@ static int cmd_list(const char *mnt, int argc, char **argv)
                    c->state, p, c->store_bytes);
         } else {
             g_autofree char *used = human(c->store_bytes);
-            printf("%-20s %-24s %-7s %-8s %8s %10s\n", c->name, c->source, c->type, c->state,
-                   p, used);
+            printf("%-*s  %-*s  %-6s  %-7s  %8s  %10s\n", wn, c->name, ws, c->source, c->type,
+                   c->state, p, used);
         }
     }
     return 0;
