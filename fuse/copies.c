@@ -106,48 +106,49 @@ static void promoted(VcfMount *m, const char *name, OpenClone *oc)
         release_base_logged(m, info);
 }
 
-/* Names of the open clones that have a copier. m->lock held. */
-static GPtrArray *with_copiers_locked(VcfMount *m)
+/* Kicks paused copies (space may be free again) and names the open
+ * clones whose copy is done but not yet handled. m->lock held: a copier
+ * in m->clones is not stopped meanwhile. */
+static GPtrArray *kick_and_list_done_locked(VcfMount *m)
 {
     GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, m->clones);
-    while (g_hash_table_iter_next(&it, &k, &v))
-        if (((OpenClone *)v)->copier != NULL && !((OpenClone *)v)->promoted)
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        OpenClone *oc = v;
+        if (oc->copier == NULL || oc->promoted)
+            continue;
+        VcfCopyStatus s = { 0 };
+        vcf_copier_get_status(oc->copier, &s);
+        if (g_strcmp0(s.state, "paused") == 0)
+            vcf_copier_kick(oc->copier);
+        else if (g_strcmp0(s.state, "full") == 0)
             g_ptr_array_add(names, g_strdup(k));
+        vcf_copy_status_clear(&s);
+    }
     return names;
 }
 
 void copy_tick(VcfMount *m)
 {
     g_atomic_int_set(&m->copies_changed, FALSE);
-    /* Most ticks have nothing to do: no writer waits for them. */
+    /* Only the end of a copy needs the big locks: most ticks take none. */
     g_mutex_lock(&m->lock);
-    g_autoptr(GPtrArray) any = with_copiers_locked(m);
+    g_autoptr(GPtrArray) done = kick_and_list_done_locked(m);
     g_mutex_unlock(&m->lock);
-    if (any->len == 0)
+    if (done->len == 0)
         return;
     g_rw_lock_writer_lock(&m->pass_writes);
     g_mutex_lock(&m->ns_lock);
-    g_mutex_lock(&m->lock);
-    g_autoptr(GPtrArray) names = with_copiers_locked(m);
-    g_mutex_unlock(&m->lock);
-    /* ns_lock keeps these open meanwhile. */
-    for (guint i = 0; i < names->len; i++) {
+    /* ns_lock keeps these open meanwhile, and their copies done. */
+    for (guint i = 0; i < done->len; i++) {
         g_mutex_lock(&m->lock);
-        OpenClone *oc = g_hash_table_lookup(m->clones, names->pdata[i]);
+        OpenClone *oc = g_hash_table_lookup(m->clones, done->pdata[i]);
+        gboolean todo = oc != NULL && oc->copier != NULL && !oc->promoted;
         g_mutex_unlock(&m->lock);
-        if (oc == NULL || oc->copier == NULL)
-            continue;
-        VcfCopyStatus s = { 0 };
-        vcf_copier_get_status(oc->copier, &s);
-        if (g_strcmp0(s.state, "paused") == 0) {
-            vcf_copier_kick(oc->copier);   /* space may be free again */
-        } else if (g_strcmp0(s.state, "full") == 0) {
-            promoted(m, names->pdata[i], oc);
-        }
-        vcf_copy_status_clear(&s);
+        if (todo)
+            promoted(m, done->pdata[i], oc);
     }
     g_mutex_unlock(&m->ns_lock);
     g_rw_lock_writer_unlock(&m->pass_writes);

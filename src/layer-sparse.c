@@ -54,6 +54,16 @@ static gboolean refuse(GError **error, const char *path, const char *why)
 }
 
 /* The table entry of GRAIN in *GTE. */
+/* FRESH into the empty SLOT, or, when a racing loader got there first,
+ * that one's copy (FRESH freed): the tables need no lock. */
+static gpointer publish(gpointer *slot, gpointer fresh)
+{
+    if (g_atomic_pointer_compare_and_exchange(slot, NULL, fresh))
+        return fresh;
+    g_free(fresh);
+    return g_atomic_pointer_get(slot);
+}
+
 static gboolean entry(SparseLayer *s, guint64 grain, guint32 *gte, GError **error)
 {
     guint64 i = grain / s->gtes_per_gt;
@@ -77,12 +87,7 @@ static gboolean entry(SparseLayer *s, guint64 grain, guint32 *gte, GError **erro
         }
         for (guint32 j = 0; j < s->gtes_per_gt; j++)
             fresh[j] = GUINT32_FROM_LE(fresh[j]);
-        if (g_atomic_pointer_compare_and_exchange(&s->gts[i], NULL, fresh))
-            gt = fresh;
-        else {
-            g_free(fresh);
-            gt = g_atomic_pointer_get(&s->gts[i]);
-        }
+        gt = publish((gpointer *)&s->gts[i], fresh);
     }
     *gte = gt[grain % s->gtes_per_gt];
     return TRUE;
@@ -104,12 +109,7 @@ static gboolean sum_of(SparseLayer *s, guint64 grain, guint64 *sum, GError **err
         }
         for (guint32 j = 0; j < s->gtes_per_gt; j++)
             fresh[j] = GUINT64_FROM_LE(fresh[j]);
-        if (g_atomic_pointer_compare_and_exchange(&s->sums[i], NULL, fresh))
-            chunk = fresh;
-        else {
-            g_free(fresh);
-            chunk = g_atomic_pointer_get(&s->sums[i]);
-        }
+        chunk = publish((gpointer *)&s->sums[i], fresh);
     }
     *sum = chunk[grain % s->gtes_per_gt];
     return TRUE;

@@ -23,8 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SECTOR 512u
-
 /* The line of TEXT whose key is KEY: [*start, *end), without its '\n'. */
 static gboolean find_line(const char *text, const char *key, gsize *start, gsize *end)
 {
@@ -64,14 +62,6 @@ static gboolean write_span(VcfSparse *s, const char *area, gsize from, gsize to,
     return TRUE;
 }
 
-static gboolean sync_fd(VcfSparse *s, GError **error)
-{
-    if (fdatasync(s->fd) == 0)
-        return TRUE;
-    vcf_set_errno(error, errno, s->path);
-    return FALSE;
-}
-
 gboolean vcf_sparse_make_standalone(VcfSparse *s, GError **error)
 {
     g_return_val_if_fail(s->writable, FALSE);
@@ -102,7 +92,7 @@ gboolean vcf_sparse_make_standalone(VcfSparse *s, GError **error)
     if (has_hint) {
         area[hs] = '#';
         memset(area + hs + 1, ' ', he - hs - 1);
-        if (!one_sector && (!write_span(s, area, hs, he, error) || !sync_fd(s, error)))
+        if (!one_sector && (!write_span(s, area, hs, he, error) || !vcf_sparse_sync_fd(s, error)))
             return FALSE;
     }
     memcpy(area + value, "ffffffff", 8);
@@ -110,7 +100,7 @@ gboolean vcf_sparse_make_standalone(VcfSparse *s, GError **error)
     if (one_sector ? !write_span(s, area, first, last, error)
                    : !write_span(s, area, value, ce, error))
         return FALSE;
-    if (!sync_fd(s, error))
+    if (!vcf_sparse_sync_fd(s, error))
         return FALSE;
     g_free(s->descriptor);
     s->descriptor = g_strndup(area, len);

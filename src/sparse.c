@@ -435,17 +435,16 @@ static gboolean start_session(VcfSparse *s, GError **error)
     return TRUE;
 }
 
-gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
-                                gsize from, gsize len, GError **error)
+/* Under meta: the session, and the grain's place: its own sector if the
+ * store holds it (*STORED), else a new one at the end. */
+static gboolean place_grain(VcfSparse *s, guint64 grain, gboolean *stored, guint64 *sector,
+                            GError **error)
 {
-    g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
-    g_return_val_if_fail(from + len <= VCF_GRAIN_SIZE, FALSE);
-    /* Under meta: the session, and a place for a new grain. */
     g_mutex_lock(&s->meta);
-    gboolean stored = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_DATA;
-    guint64 sector = stored ? gte(s, grain) : s->next_sector;
+    *stored = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_DATA;
+    *sector = *stored ? gte(s, grain) : s->next_sector;
     gboolean ok = start_session(s, error);
-    if (ok && !stored) {
+    if (ok && !*stored) {
         if (s->next_sector + GRAIN_SECTORS > G_MAXUINT32) {
             g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
             ok = FALSE;
@@ -454,25 +453,24 @@ gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
         }
     }
     g_mutex_unlock(&s->meta);
-    if (!ok)
-        return FALSE;
-    /* The data, unlocked: other grains are written meanwhile. A new grain
-     * is found by readers only once its entry is set, after the data. If
-     * this write fails, its reserved place stays unused, pointed at by
-     * nothing. */
-    if (stored)
-        ok = pwrite_all(s, (const guint8 *)buf + from, len, sector * SECTOR + from, error);
-    else
-        ok = pwrite_all(s, buf, VCF_GRAIN_SIZE, sector * SECTOR, error);
-    if (!ok) {
-        /* The last place handed out is handed out again: writes retried
-         * on a full disk do not grow the file a grain each time. */
-        g_mutex_lock(&s->meta);
-        if (!stored && s->next_sector == sector + GRAIN_SECTORS)
-            s->next_sector = sector;
-        g_mutex_unlock(&s->meta);
-        return FALSE;
-    }
+    return ok;
+}
+
+/* A new grain's place whose data did not land: the last place handed out
+ * is handed out again, so writes retried on a full disk do not grow the
+ * file a grain each time. Any other stays unused, pointed at by nothing. */
+static void unplace_grain(VcfSparse *s, guint64 sector)
+{
+    g_mutex_lock(&s->meta);
+    if (s->next_sector == sector + GRAIN_SECTORS)
+        s->next_sector = sector;
+    g_mutex_unlock(&s->meta);
+}
+
+/* The grain's data (BUF, whole) is at SECTOR: its entry and sum go in. */
+static void publish_grain(VcfSparse *s, guint64 grain, gboolean stored, guint64 sector,
+                          const void *buf)
+{
     guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE);
     g_mutex_lock(&s->meta);
     if (!stored)
@@ -480,6 +478,28 @@ gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
     vcf_grain_sums_set(s->sums, grain, sum);
     s->data_unsynced = TRUE;
     g_mutex_unlock(&s->meta);
+}
+
+gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
+                                gsize from, gsize len, GError **error)
+{
+    g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
+    g_return_val_if_fail(from + len <= VCF_GRAIN_SIZE, FALSE);
+    gboolean stored;
+    guint64 sector;
+    if (!place_grain(s, grain, &stored, &sector, error))
+        return FALSE;
+    /* The data, unlocked: other grains are written meanwhile. A new grain
+     * is found by readers only once its entry is set, after the data. */
+    gboolean ok = stored
+        ? pwrite_all(s, (const guint8 *)buf + from, len, sector * SECTOR + from, error)
+        : pwrite_all(s, buf, VCF_GRAIN_SIZE, sector * SECTOR, error);
+    if (!ok) {
+        if (!stored)
+            unplace_grain(s, sector);
+        return FALSE;
+    }
+    publish_grain(s, grain, stored, sector, buf);
     return TRUE;
 }
 
@@ -509,24 +529,13 @@ gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
     /* Blocks are shared only where both offsets are block-aligned. */
     if (src < 0 || at % 4096 != 0 || vcf_sparse_grain_state(s, grain) != VCF_GRAIN_ABSENT)
         return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
-    g_mutex_lock(&s->meta);
-    gboolean ok = start_session(s, error);
-    guint64 sector = s->next_sector;
-    if (ok && s->next_sector + GRAIN_SECTORS > G_MAXUINT32) {
-        g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
-        ok = FALSE;
-    } else if (ok) {
-        s->next_sector += GRAIN_SECTORS;
-    }
-    g_mutex_unlock(&s->meta);
-    if (!ok)
+    gboolean stored;
+    guint64 sector;
+    if (!place_grain(s, grain, &stored, &sector, error))
         return FALSE;
     int e = 0;
     if (!copy_range(s, src, at, sector * SECTOR, VCF_GRAIN_SIZE, &e)) {
-        g_mutex_lock(&s->meta);
-        if (s->next_sector == sector + GRAIN_SECTORS)
-            s->next_sector = sector;
-        g_mutex_unlock(&s->meta);
+        unplace_grain(s, sector);
         if (e == ENOSPC || e == EDQUOT) {
             g_set_error(error, VCF_ERROR, ENOSPC, "%s: copying a grain in: %s", s->path,
                         g_strerror(e));
@@ -535,12 +544,7 @@ gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
         /* Another file system, or one that cannot: written as usual. */
         return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
     }
-    guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE);
-    g_mutex_lock(&s->meta);
-    set_gte(s, grain, (guint32)sector);
-    vcf_grain_sums_set(s->sums, grain, sum);
-    s->data_unsynced = TRUE;
-    g_mutex_unlock(&s->meta);
+    publish_grain(s, grain, stored, sector, buf);
     *offloaded = TRUE;
     return TRUE;
 }

@@ -94,6 +94,17 @@ SOFT_FAILS=0
 soft_fail() { echo "FAIL: $*" >&2; SOFT_FAILS=$((SOFT_FAILS + 1)); }
 finish_soft_fails() { [ "$SOFT_FAILS" = 0 ] || fail "$SOFT_FAILS check(s) failed, see above"; }
 
+# A clone folder's user.vmclonefs.NAME: attr FOLDER NAME.
+attr() { getfattr --only-values -n "user.vmclonefs.$2" "$1" 2>/dev/null; }
+# Waits until FOLDER's clone is in STATE, or fails after SECONDS.
+wait_state() { # FOLDER STATE SECONDS
+    for _ in $(seq $(($3 * 10))); do
+        [ "$(attr "$1" state)" = "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "$1 is $(attr "$1" state), not $2, after $3 s ($(attr "$1" error))"
+}
+
 log_mark() { LOG_MARK=$(wc -l <"$LOG"); }
 # Log lines written since log_mark that hold every string given.
 log_lines() {

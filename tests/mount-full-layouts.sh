@@ -12,7 +12,6 @@
 make_library
 C=$MNT/clones
 STORE=$LIB/.vmclonefs/clones
-attr() { getfattr --only-values -n "user.vmclonefs.$2" "$1" 2>/dev/null; }
 # The oracles first, from the library as it is (before any snapshot).
 raw_of "$LIB/TwoDisks/TwoDisks.vmdk" "$T/two0.raw"
 raw_of "$LIB/TwoDisks/TwoDisks_1.vmdk" "$T/two1.raw"
@@ -23,11 +22,7 @@ raw_of "$LIB/Chain/Chain.vmdk" "$T/base.raw"
 mount_lib -o clone_type=full
 mkdir "$C/TwoDisks/t" "$C/Split/s" "$C/Chain/c" "$C/Chain@Base install/b"
 for f in TwoDisks/t Split/s Chain/c "Chain@Base install/b"; do
-    for _ in $(seq 600); do
-        [ "$(attr "$C/$f" state)" = full ] && break
-        sleep 0.1
-    done
-    [ "$(attr "$C/$f" state)" = full ] || fail "$f is $(attr "$C/$f" state), not full: $(attr "$C/$f" error)"
+    wait_state "$C/$f" full 60
 done
 folder_of() { # NAME: its folder in the mount (under its source)
     local d

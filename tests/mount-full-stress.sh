@@ -11,14 +11,6 @@
 . "$top_srcdir/tests/lib.sh"
 
 C=$MNT/clones
-attr() { getfattr --only-values -n "user.vmclonefs.$2" "$1" 2>/dev/null; }
-wait_state() { # FOLDER STATE SECONDS
-    for _ in $(seq $(($3 * 10))); do
-        [ "$(attr "$1" state)" = "$2" ] && return 0
-        sleep 0.1
-    done
-    fail "$1 is $(attr "$1" state), not $2, after $3 s ($(attr "$1" error))"
-}
 # A VM whose disk is 32 MiB of data in a 48 MiB disk.
 make_vm() { # NAME
     local d=$LIB/$1

@@ -14,14 +14,7 @@
 make_library
 C=$MNT/clones
 STORE=$LIB/.vmclonefs/clones
-attr() { getfattr --only-values -n "user.vmclonefs.$2" "$1" 2>/dev/null; }   # FOLDER NAME
-wait_full() { # FOLDER: its copy ends within 30 s
-    for _ in $(seq 300); do
-        [ "$(attr "$1" state)" = full ] && return 0
-        sleep 0.1
-    done
-    fail "$1 is $(attr "$1" state), not full ($(attr "$1" error))"
-}
+wait_full() { wait_state "$1" full 30; }   # FOLDER
 
 # A VM with 12 MiB of data in a 64 MiB disk, and 1 MiB written as zeros
 # (allocated in the source, nothing to copy).

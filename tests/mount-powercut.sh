@@ -166,12 +166,7 @@ mount_lib -o copy_rate=1
 setfattr -n user.vmclonefs.type -v full "$MNT/clones/Ubuntu/web2" || fail "setfattr web2 full"
 mark "full web2"
 for r in 6 7 8; do round web1 "$r"; round web2 "$r"; round web3 "$r"; done
-for _ in $(seq 300); do
-    [ "$(getfattr --only-values -n user.vmclonefs.state "$MNT/clones/Ubuntu/web2")" = full ] && break
-    sleep 0.1
-done
-[ "$(getfattr --only-values -n user.vmclonefs.state "$MNT/clones/Ubuntu/web2")" = full ] ||
-    fail "web2's copy did not end"
+wait_state "$MNT/clones/Ubuntu/web2" full 30
 unmount_lib
 total=$(awk '{ n += $3 } END { print n }' "$T"/model/web*.writes)
 note "workload: $N_CHUNKS writes, $((total / 1024)) KiB, 8 rounds, 3 clones (one of a clone), one remount"
