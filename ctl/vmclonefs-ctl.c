@@ -21,8 +21,10 @@ static void usage(FILE *f)
             "commands:\n"
             "  list [-H] [--json]      clones with source, type, state, progress and\n"
             "                          store size; -H: tab-separated, no header\n"
-            "  clone SRC NAME [--full] make clone NAME of SRC (a VM, VM@SNAPSHOT or a\n"
-            "                          clone); --full: a full clone\n"
+            "  clone SRC NAME [--full | --linked]\n"
+            "                          make clone NAME of SRC (a VM, VM@SNAPSHOT or a\n"
+            "                          clone); --full or --linked: that type, else the\n"
+            "                          type the source makes (its user.vmclonefs.type)\n"
             "  delete NAME             delete clone NAME (as rmdir of its folder)\n"
             "  promote NAME            make linked clone NAME full: its copy starts\n"
             "  status NAME [--watch]   the clone's state; --watch follows a copy with a\n"
@@ -154,14 +156,33 @@ static int set_full(const char *folder, const char *name, const char *source_dir
     return refused(what, errno, source_dir);
 }
 
+/* mkdir of FOLDER in source folder SDIR making a WANT ("full", "linked")
+ * clone, or what the source makes when WANT is NULL. The source's type is
+ * set for the mkdir and put back after (a full clone of a suspended VM
+ * must be full from its mkdir on). */
+static int make_typed(const char *sdir, const char *folder, const char *want, int *err)
+{
+    g_autofree char *was = want ? ctl_xattr(sdir, "type") : NULL;
+    gboolean set = want != NULL && g_strcmp0(was, want) != 0;
+    if (set && setxattr(sdir, "user.vmclonefs.type", want, strlen(want), 0) < 0) {
+        *err = errno;
+        return -1;
+    }
+    int r = mkdir(folder, 0755);
+    *err = errno;
+    if (set && was != NULL)
+        setxattr(sdir, "user.vmclonefs.type", was, strlen(was), 0);
+    return r;
+}
+
 static int cmd_clone(const char *mnt, int argc, char **argv)
 {
-    gboolean full = FALSE;
+    const char *want = NULL;
     const char *args[2] = { NULL, NULL };
     int n = 0;
     for (int i = 0; i < argc; i++) {
-        if (g_str_equal(argv[i], "--full")) {
-            full = TRUE;
+        if (g_str_equal(argv[i], "--full") || g_str_equal(argv[i], "--linked")) {
+            want = argv[i] + 2;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "vmclonefs-ctl clone: unknown option %s\n", argv[i]);
             return 2;
@@ -172,20 +193,19 @@ static int cmd_clone(const char *mnt, int argc, char **argv)
         }
     }
     if (n != 2) {
-        fprintf(stderr, "usage: vmclonefs-ctl clone SRC NAME [--full]\n");
+        fprintf(stderr, "usage: vmclonefs-ctl clone SRC NAME [--full | --linked]\n");
         return 2;
     }
     g_autofree char *sdir = g_build_filename(mnt, "clones", args[0], NULL);
     g_autofree char *folder = g_build_filename(sdir, args[1], NULL);
     g_autofree char *what = g_strdup_printf("clone %s %s", args[0], args[1]);
-    if (mkdir(folder, 0755) < 0)
-        return refused(what, errno, g_file_test(sdir, G_FILE_TEST_IS_DIR) ? sdir : NULL);
+    int err;
+    if (make_typed(sdir, folder, want, &err) < 0)
+        return refused(what, err, g_file_test(sdir, G_FILE_TEST_IS_DIR) ? sdir : NULL);
     g_autofree char *type = ctl_xattr(folder, "type");
-    if (full && g_strcmp0(type, "full") != 0 && set_full(folder, args[1], sdir) != 0) {
-        /* A refused command changes nothing: no linked clone left behind. */
-        if (rmdir(folder) < 0)
-            fprintf(stderr, "vmclonefs-ctl: clone %s stays, linked: %s\n", args[1],
-                    g_strerror(errno));
+    if (want != NULL && g_strcmp0(type, want) != 0) {
+        fprintf(stderr, "vmclonefs-ctl: clone %s: made %s, not %s\n", args[1],
+                type ? type : "?", want);
         return 1;
     }
     return 0;

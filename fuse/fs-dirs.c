@@ -100,6 +100,12 @@ void note_refusal(VcfMount *m, const char *source, const char *why)
     g_mutex_unlock(&m->lock);
 }
 
+gboolean source_full_locked(VcfMount *m, const char *source)
+{
+    const char *t = g_hash_table_lookup(m->source_types, source);
+    return t != NULL ? g_str_equal(t, "full") : m->full_default;
+}
+
 gboolean full_allowed(VcfMount *m, const char *source, GError **error)
 {
     if (vcf_clone_exists(m->lib, source))
@@ -119,7 +125,9 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
 {
     GError *error = NULL;
     gint64 t0 = g_get_monotonic_time();
-    gboolean full = m->full_default;
+    g_mutex_lock(&m->lock);
+    gboolean full = source_full_locked(m, source);
+    g_mutex_unlock(&m->lock);
     log_source_warnings(m, source, name);
     if (full && !full_allowed(m, source, &error)) {
         g_prefix_error(&error, "mkdir clones/%s/%s: ", source, name);
@@ -144,7 +152,7 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
     /* mkdir returns once the clone exists: wait for the job. */
     VcfClone *opened = NULL;
     g_autoptr(VcfJob) job = vcf_clone_create_job(m->lib, source, name, src ? src->clone : NULL,
-                                                 m->n_chains, &opened, NULL, NULL);
+                                                 full, m->n_chains, &opened, NULL, NULL);
     gboolean made = vcf_job_wait(job, &error);
     if (src != NULL) {
         /* Its layers changed: so did the files it protects. */
@@ -178,8 +186,9 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
         if (oc == NULL || !copy_start(m, name, oc, &error)) {
             /* Usable as a linked clone; the copy can be asked for again. */
             g_autofree char *why = g_strdup_printf(
-                "mkdir clones/%s/%s: made as a linked clone, its full copy does not start: %s",
-                source, name, error ? error->message : "the clone does not open");
+                "mkdir clones/%s/%s: made, but its full copy does not start: %s; it starts "
+                "at the next mount, or with setfattr -n user.vmclonefs.type -v full", source,
+                name, error ? error->message : "the clone does not open");
             g_warning("%s", why);
             note_refusal(m, source, why);
             g_clear_error(&error);

@@ -127,6 +127,9 @@ void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse
  * rmdir, mv, setfattr), for the source's user.vmclonefs.error. m->lock not
  * held. */
 void note_refusal(VcfMount *m, const char *source, const char *why);
+/* Whether mkdir in clones/SOURCE makes a full clone: its type attribute
+ * if set, else -o clone_type. m->lock held. */
+gboolean source_full_locked(VcfMount *m, const char *source);
 /* VixVM_Clone refuses a full clone of a powered-on VM, whatever its
  * snapshot (its disks are in use): EBUSY saying so. */
 gboolean full_allowed(VcfMount *m, const char *source, GError **error);

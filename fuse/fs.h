@@ -42,6 +42,8 @@ typedef struct {
     GHashTable *open_files; /* lock: the file handles the kernel holds */
     GHashTable *open_dirs;  /* lock: the folder listings the kernel holds */
     GHashTable *refusals;   /* lock: source -> why its last mkdir was refused */
+    GHashTable *source_types; /* lock: source -> "full" or "linked", what mkdir there makes
+                               * (its user.vmclonefs.type); absent: full_default */
     gint protect_gen;      /* atomic: bumped whenever protected grows */
     /* Writes to passed-through files hold it for reading, mkdir for
      * writing: no write lands in a disk between its freezing by a snapshot

@@ -259,6 +259,7 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     m->clones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, open_clone_free);
     m->closing = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->refusals = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    m->source_types = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->protected = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->protected_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->open_files = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -305,6 +306,7 @@ void vcf_mount_clear(VcfMount *m)
         g_hash_table_destroy(m->clones);   /* syncs and closes every disk */
         g_hash_table_destroy(m->closing);
         g_hash_table_destroy(m->refusals);
+        g_hash_table_destroy(m->source_types);
         g_hash_table_destroy(m->protected);
         g_hash_table_destroy(m->protected_ids);
         node_table_clear(&m->nodes);

@@ -1,7 +1,8 @@
 /* Extended attributes: what a program reads of a clone (user.vmclonefs.*,
  * read-only but for "type", whose "full" starts the copy) and of a source
- * folder (the reason its last refusal); the library's own files and
- * folders pass theirs through. */
+ * folder (the reason for its last refusal, and "type": what mkdir there
+ * makes, which can be set); the library's own files and folders pass
+ * theirs through. */
 #include "config.h"
 #include "fs-internal.h"
 #include "vcf-error.h"
@@ -22,6 +23,8 @@ static char *value_locked(VcfMount *m, const Node *n, const char *attr, int *err
 {
     *err = ENODATA;
     if (n->kind == NODE_SOURCE) {
+        if (g_str_equal(attr, "type"))
+            return g_strdup(source_full_locked(m, n->source) ? "full" : "linked");
         if (!g_str_equal(attr, "error"))
             return NULL;
         const char *why = g_hash_table_lookup(m->refusals, n->source);
@@ -129,14 +132,32 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         return;
     }
     GString *list = g_string_new(NULL);
-    if (kind == NODE_SOURCE)
+    if (kind == NODE_SOURCE) {
+        g_string_append_len(list, PREFIX "type", sizeof PREFIX "type");
         g_string_append_len(list, PREFIX "error", sizeof PREFIX "error");
+    }
     for (guint i = 0; kind == NODE_CLONE && CLONE_ATTRS[i] != NULL; i++) {
         g_string_append(list, PREFIX);
         g_string_append_len(list, CLONE_ATTRS[i], strlen(CLONE_ATTRS[i]) + 1);
     }
     reply_value(req, list->str, list->len, size);
     g_string_free(list, TRUE);
+}
+
+/* setfattr -n user.vmclonefs.type -v full clones/SOURCE: what mkdir there
+ * makes from now on, until unmount (-o clone_type for the others). */
+static int set_source_type(VcfMount *m, const char *source, const char *value, char **why)
+{
+    if (!g_str_equal(value, "full") && !g_str_equal(value, "linked")) {
+        *why = g_strdup_printf("clones/%s: type \"%s\": the type is \"full\" or \"linked\"",
+                               source, value);
+        return EINVAL;
+    }
+    g_mutex_lock(&m->lock);
+    g_hash_table_insert(m->source_types, g_strdup(source),
+                        (gpointer)(g_str_equal(value, "full") ? "full" : "linked"));
+    g_mutex_unlock(&m->lock);
+    return 0;
 }
 
 /* setfattr -n user.vmclonefs.type -v full CLONE: the copy starts. */
@@ -203,7 +224,8 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
     Node *n = node_get(&m->nodes, ino);
     NodeKind kind = n ? n->kind : NODE_GONE;
     g_autofree char *clone = n && n->kind == NODE_CLONE ? g_strdup(n->clone) : NULL;
-    g_autofree char *source = n && n->kind == NODE_CLONE ? g_strdup(n->source) : NULL;
+    g_autofree char *source = n && (n->kind == NODE_CLONE || n->kind == NODE_SOURCE)
+        ? g_strdup(n->source) : NULL;
     g_mutex_unlock(&m->lock);
     int err = 0;
     g_autofree char *why = NULL;
@@ -212,12 +234,14 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
         err = ENOENT;
     } else if (!g_str_has_prefix(name, PREFIX) || (kind != NODE_CLONE && kind != NODE_SOURCE)) {
         err = ENOTSUP;
-    } else if (kind != NODE_CLONE || !g_str_equal(name, PREFIX "type")) {
+    } else if (!g_str_equal(name, PREFIX "type")) {
         err = EPERM;
-        why = g_strdup_printf("setfattr %s: read-only; only %stype of a clone folder can be "
-                              "set", name, PREFIX);
+        why = g_strdup_printf("setfattr %s: read-only; only %stype of a clone or source folder "
+                              "can be set", name, PREFIX);
     } else if (flags & XATTR_CREATE) {
         err = EEXIST;
+    } else if (kind == NODE_SOURCE) {
+        err = set_source_type(m, source, g_strchomp(v), &why);
     } else {
         err = set_type(m, clone, g_strchomp(v), &why);
         if (err != 0 && source != NULL)

@@ -98,7 +98,7 @@ static gboolean write_vmx(const VcfVm *vm, const char *name, GPtrArray *disks,
 }
 
 static gboolean write_ini(const char *path, const char *source, const VcfSource *base,
-                          const char *name, GError **error)
+                          const char *name, gboolean full, GError **error)
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
     g_autoptr(GDateTime) now = g_date_time_new_now_utc();
@@ -110,11 +110,14 @@ static gboolean write_ini(const char *path, const char *source, const VcfSource 
     g_key_file_set_string(kf, INI_GROUP, "vm", base->vm_name);
     if (base->parent_clone != NULL)
         g_key_file_set_string(kf, INI_GROUP, "parent-clone", base->parent_clone);
-    g_key_file_set_string(kf, INI_GROUP, "base-snapshot", base->snapshot);
+    if (base->snapshot != NULL)
+        g_key_file_set_string(kf, INI_GROUP, "base-snapshot", base->snapshot);
     if (base->uid != NULL)
         g_key_file_set_string(kf, INI_GROUP, "base-snapshot-uid", base->uid);
-    g_key_file_set_string(kf, INI_GROUP, "type", "linked");
-    g_key_file_set_string(kf, INI_GROUP, "state", "ready");
+    /* Full from the start: a crash before its copier starts must not
+     * leave a linked clone of what may be a suspended VM's disks. */
+    g_key_file_set_string(kf, INI_GROUP, "type", full ? "full" : "linked");
+    g_key_file_set_string(kf, INI_GROUP, "state", full ? "copying" : "ready");
     g_key_file_set_string(kf, INI_GROUP, "created", created);
     g_key_file_set_string_list(kf, INI_GROUP, "disks",
                                (const char *const *)stems->pdata, stems->len);
@@ -127,7 +130,7 @@ static gboolean write_ini(const char *path, const char *source, const VcfSource 
  * gets each disk's parent chain, opened with N_CHAINS. */
 static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
                            const VcfSource *base, const char *source, const char *name,
-                           guint n_chains, GPtrArray *parents, GError **error)
+                           gboolean full, guint n_chains, GPtrArray *parents, GError **error)
 {
     GPtrArray *disks = base->disks;
     for (guint i = 0; i < disks->len; i++) {
@@ -156,7 +159,7 @@ static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
     g_autofree char *vmx = g_build_filename(dir, vmx_name, NULL);
     g_autofree char *ini = g_build_filename(dir, VCF_CLONE_INI, NULL);
     return write_vmx(base->vm, name, disks, vmx, error)
-        && write_ini(ini, source, base, name, error);
+        && write_ini(ini, source, base, name, full, error);
 }
 
 static GPtrArray *collect_parent_files(VcfClone *c)
@@ -208,8 +211,8 @@ static VcfClone *open_made(const char *name, const char *final, GPtrArray *paren
 }
 
 static gboolean create(VcfLibrary *lib, const char *source, const char *name,
-                       VcfClone *open_source, guint n_chains, VcfClone **opened,
-                       GError **error)
+                       VcfClone *open_source, gboolean full, guint n_chains,
+                       VcfClone **opened, GError **error)
 {
     if (!vcf_clone_check_new_name(lib, name, error))
         return FALSE;
@@ -223,13 +226,14 @@ static gboolean create(VcfLibrary *lib, const char *source, const char *name,
         return FALSE;
     }
     VcfSource base;
-    if (!vcf_source_resolve(lib, source, name, open_source, &base, error)) {
+    if (!vcf_source_resolve(lib, source, name, open_source, full, &base, error)) {
         vcf_remove_tree(tmp, NULL);
         return FALSE;
     }
     /* Its files' names durable before the folder is renamed into place. */
     g_autoptr(GPtrArray) parents = g_ptr_array_new_with_free_func((GDestroyNotify)vcf_parent_free);
-    gboolean ok = fill_store(lib, tmp, final, &base, source, name, n_chains, parents, error)
+    gboolean ok = fill_store(lib, tmp, final, &base, source, name, full, n_chains, parents,
+                             error)
                   && vcf_fsync_dir(tmp, error);
     if (ok && g_rename(tmp, final) < 0) {
         int e = errno;
@@ -268,7 +272,7 @@ static gboolean create(VcfLibrary *lib, const char *source, const char *name,
 gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
                           GError **error)
 {
-    return create(lib, source, name, NULL, 1, NULL, error);
+    return create(lib, source, name, NULL, FALSE, 1, NULL, error);
 }
 
 typedef struct {
@@ -276,6 +280,7 @@ typedef struct {
     char *source;
     char *name;
     VcfClone *open_source;
+    gboolean full;
     guint n_chains;
     VcfClone **opened;
 } CreateArgs;
@@ -291,14 +296,16 @@ static void create_args_free(gpointer p)
 static gboolean create_job_main(gpointer p, GError **error)
 {
     CreateArgs *a = p;
-    return create(a->lib, a->source, a->name, a->open_source, a->n_chains, a->opened, error);
+    return create(a->lib, a->source, a->name, a->open_source, a->full, a->n_chains, a->opened,
+                  error);
 }
 
 VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
-                             VcfClone *open_source, guint n_chains, VcfClone **opened,
-                             VcfJobCallback callback, gpointer user_data)
+                             VcfClone *open_source, gboolean full, guint n_chains,
+                             VcfClone **opened, VcfJobCallback callback, gpointer user_data)
 {
     CreateArgs *a = g_new0(CreateArgs, 1);
+    a->full = full;
     a->n_chains = n_chains;
     a->opened = opened;
     if (opened != NULL)

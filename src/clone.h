@@ -29,9 +29,12 @@ gboolean vcf_clone_create(VcfLibrary *lib, const char *source, const char *name,
  * be closed before the job ends); NULL otherwise. OPENED, if not NULL,
  * gets the new clone opened for serving (as vcf_clone_open with
  * N_CHAINS would, over the chains the job opened anyway), or NULL if it
- * does not open; read it once the job has ended. */
+ * does not open; read it once the job has ended. FULL: a full clone,
+ * whose clone.ini says so (type full, state copying) from the start, for
+ * a copier to take up (copier.h); it may be of a suspended VM. */
 VcfJob *vcf_clone_create_job(VcfLibrary *lib, const char *source, const char *name,
-                             VcfClone *open_source, guint n_chains, VcfClone **opened,
+                             VcfClone *open_source, gboolean full, guint n_chains,
+                             VcfClone **opened,
                              VcfJobCallback callback, gpointer user_data);
 VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
                          GError **error);

@@ -280,6 +280,10 @@ static gboolean copy_some(VcfCopier *c, GError **error)
     guint64 rate = c->pool->rate;
     gboolean ok = TRUE;
     guint ops = vcf_disk_guest_ops(d);
+    /* A source changed behind our back (a suspended VM resumed outside
+     * the mount, say) would mix its old and new bytes in the copy. */
+    if (!vcf_disk_check_parent(d, error))
+        return FALSE;
     for (guint n = 0; n < STEP_UNITS && unit < units; n += VCF_COPY_RUN) {
         if (g_get_monotonic_time() - t0 > STEP_USEC || stopping(c))
             break;
@@ -330,11 +334,18 @@ static gboolean promote(VcfCopier *c, GError **error)
 {
     for (guint i = 0; i < vcf_clone_n_disks(c->clone); i++) {
         VcfDisk *d = vcf_clone_get_disk(c->clone, i);
+        if (!vcf_disk_check_parent(d, error))
+            return FALSE;
         for (guint64 u = 0; u < vcf_disk_get_units(d); u += SCAN_UNITS)
             if (stopping(c) || !vcf_disk_check_copied(d, u, u + SCAN_UNITS, error))
                 return FALSE;
     }
+    /* Again: nothing may have changed below while the check read it. */
     gboolean ok = TRUE;
+    for (guint i = 0; ok && i < vcf_clone_n_disks(c->clone); i++)
+        ok = vcf_disk_check_parent(vcf_clone_get_disk(c->clone, i), error);
+    if (!ok)
+        return FALSE;
     for (guint i = 0; ok && i < vcf_clone_n_disks(c->clone); i++)
         ok = vcf_disk_promote(vcf_clone_get_disk(c->clone, i), error);
     vcf_clone_update_parent_files(c->clone);
@@ -360,6 +371,12 @@ static gboolean failed(VcfCopier *c, GError *error)
                           "clone works as a linked clone meanwhile", error->message)
         : g_strdup_printf("%s; the copy stopped, and the clone goes on as a linked clone",
                           error->message);
+    if (!nospace && !vcf_disk_check_parent(vcf_clone_get_disk(c->clone, MIN(c->disk,
+                                           vcf_clone_n_disks(c->clone) - 1)), NULL)) {
+        g_free(why);
+        why = g_strdup_printf("%s; the copy stopped, and the clone's disk answers EIO until "
+                              "it is deleted", error->message);
+    }
     const char *state = nospace ? "paused" : "broken";
     g_mutex_lock(&c->lock);
     gboolean quiet = nospace && c->paused_said;

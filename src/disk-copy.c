@@ -202,3 +202,24 @@ gboolean vcf_disk_promote(VcfDisk *d, GError **error)
     g_rw_lock_writer_unlock(&d->lock);
     return ok;
 }
+
+gboolean vcf_disk_check_parent(VcfDisk *d, GError **error)
+{
+    GError *changed = NULL;
+    g_rw_lock_reader_lock(&d->lock);
+    gboolean ok = vcf_disk_check_open(d, error);
+    if (ok && d->parent != NULL)
+        ok = vcf_parent_check_unchanged(d->parent, &changed);
+    g_rw_lock_reader_unlock(&d->lock);
+    if (changed == NULL)
+        return ok;
+    /* From now on every access is EIO: no read mixes old and new bytes. */
+    g_rw_lock_writer_lock(&d->lock);
+    g_mutex_lock(&d->swap_lock);
+    if (d->broken == NULL)
+        d->broken = g_strdup(changed->message);
+    g_mutex_unlock(&d->swap_lock);
+    g_rw_lock_writer_unlock(&d->lock);
+    g_propagate_error(error, changed);
+    return FALSE;
+}

@@ -96,6 +96,10 @@ gboolean vcf_disk_copy_units(VcfDisk *disk, guint64 first, guint n, guint *held,
  * as zeros: EIO naming the first that is not. Guests go on meanwhile (their
  * writes only add to the store); the caller keeps freezes away. */
 gboolean vcf_disk_check_copied(VcfDisk *disk, guint64 from, guint64 to, GError **error);
+/* EIO once a file of the layers below was removed, replaced or modified
+ * since it was opened (vcf_parent_check_unchanged): the disk is then
+ * broken, every access EIO, as it would be at the next open. */
+gboolean vcf_disk_check_parent(VcfDisk *disk, GError **error);
 /* Drops the layers below for good, once checked as above: syncs, and
  * rewrites the store as a standalone disk. */
 gboolean vcf_disk_promote(VcfDisk *disk, GError **error);

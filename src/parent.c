@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,7 +35,15 @@ struct VcfParent {
     GPtrArray *chain_files;  /* what chain 0 found, to compare later ones with */
     GPtrArray *links;        /* VcfChainLink: chain 0 described */
     gboolean misread;        /* libvmdk would serve wrong bytes (see vcf_parent_read) */
+    struct stat *seen;       /* each of files as opened: vcf_parent_check_unchanged */
 };
+
+/* What of a file's stat tells a change: another file, or new contents. */
+static gboolean same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size
+        && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
 
 /* ---- public ------------------------------------------------------------ */
 
@@ -90,6 +99,13 @@ VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
         if (g_hash_table_add(listed, files->pdata[i]))
             g_ptr_array_add(unique, g_strdup(files->pdata[i]));
     }
+    parent->seen = g_new0(struct stat, unique->len);
+    for (guint i = 0; i < unique->len; i++)
+        if (stat(unique->pdata[i], &parent->seen[i]) < 0) {
+            vcf_set_errno(error, errno, unique->pdata[i]);
+            g_ptr_array_free(unique, TRUE);
+            return NULL;
+        }
     g_ptr_array_add(unique, NULL);
     parent->files = (char **) g_ptr_array_free(unique, FALSE);
     return g_steal_pointer(&parent);
@@ -111,6 +127,7 @@ void vcf_parent_free(VcfParent *parent)
     g_free(parent->confine);
     g_free(parent->chains);
     g_strfreev(parent->files);
+    g_free(parent->seen);
     g_free(parent->top_path);
     g_free(parent);
 }
@@ -123,6 +140,30 @@ guint64 vcf_parent_get_size(const VcfParent *parent)
 guint32 vcf_parent_get_cid(const VcfParent *parent)
 {
     return parent->cid;
+}
+
+gboolean vcf_parent_check_unchanged(const VcfParent *parent, GError **error)
+{
+    for (guint i = 0; parent->files[i] != NULL; i++) {
+        struct stat now;
+        const char *f = parent->files[i];
+        if (stat(f, &now) < 0) {
+            int e = errno;
+            g_set_error(error, VCF_ERROR, EIO, "%s, a file of the parent disk, is gone (%s): "
+                        "it was removed or renamed outside vmclonefs", f, g_strerror(e));
+            return FALSE;
+        }
+        if (!same_file(&now, &parent->seen[i])) {
+            g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(now.st_mtim.tv_sec);
+            g_autofree char *when = g_date_time_format(t, "%F %T");
+            g_set_error(error, VCF_ERROR, EIO, "%s, a file of the parent disk, changed outside "
+                        "vmclonefs (modified %s, %jd bytes): its VM was run or edited since "
+                        "the clone was opened, and the clone's bytes cannot be trusted", f,
+                        when, (intmax_t)now.st_size);
+            return FALSE;
+        }
+    }
+    return TRUE;
 }
 
 const char *const *vcf_parent_get_files(const VcfParent *parent)

@@ -39,6 +39,11 @@ guint32 vcf_parent_get_cid(const VcfParent *parent);
  * and extent files. NULL-terminated, owned by PARENT. */
 const char *const *vcf_parent_get_files(const VcfParent *parent);
 
+/* EIO if a file of the chain was removed, replaced or modified since it
+ * was opened (its inode, size or mtime moved): a VM run outside the mount
+ * on a disk a clone reads, say. */
+gboolean vcf_parent_check_unchanged(const VcfParent *parent, GError **error);
+
 /* The chain described, top link first (VcfChainLink, see vmdk-chain.h). */
 const GPtrArray *vcf_parent_get_links(const VcfParent *parent);
 /* The realpath of the folder every file of the chain is in. */

@@ -31,7 +31,8 @@ static gboolean check_powered_off(const VcfVm *vm, const char *what, GError **er
     if (vm->power == VCF_POWER_SUSPENDED) {
         g_set_error(error, VCF_ERROR, EBUSY,
                     "cannot make a linked clone of %s: it is suspended (%s); VMware refuses this "
-                    "with VIX_E_VM_IS_RUNNING (3007) because the suspended memory state would be lost",
+                    "with VIX_E_VM_IS_RUNNING (3007) because the suspended memory state would be "
+                    "lost; a full clone copies its disks as they are",
                     what, vm->power_reason);
         return FALSE;
     }
@@ -42,8 +43,22 @@ static gboolean check_powered_off(const VcfVm *vm, const char *what, GError **er
     return TRUE;
 }
 
+/* A full clone of a suspended VM copies its disks as they are, as
+ * VixVM_Clone allows: no snapshot, which would have to carry the memory
+ * state along. The copier checks that the disks stay unchanged until the
+ * clone no longer needs them (vcf_disk_check_parent). */
+static gboolean resolve_suspended(const VcfVm *vm, VcfSource *out, GError **error)
+{
+    if (vm->disks->len == 0) {
+        g_set_error(error, VCF_ERROR, EINVAL, "%s has no virtual disk to clone", vm->vmx_path);
+        return FALSE;
+    }
+    out->disks = g_ptr_array_ref(vm->disks);
+    return TRUE;
+}
+
 static gboolean resolve_vm(VcfLibrary *lib, const char *source, const char *name,
-                           VcfVm *vm, VcfSource *out, GError **error)
+                           VcfVm *vm, gboolean full, VcfSource *out, GError **error)
 {
     const char *snap = strchr(source, '@');
     out->vm_name = g_strdup(vm->name);
@@ -66,6 +81,8 @@ static gboolean resolve_vm(VcfLibrary *lib, const char *source, const char *name
         out->uid = g_strdup(s->uid);
         return TRUE;
     }
+    if (full && vm->power == VCF_POWER_SUSPENDED)
+        return resolve_suspended(vm, out, error);
     g_autofree char *what = g_strdup_printf("VM %s", vm->name);
     gboolean reused;
     return check_powered_off(vm, what, error)
@@ -141,7 +158,7 @@ static gboolean resolve_clone(VcfLibrary *lib, const char *source, VcfClone *ope
 }
 
 gboolean vcf_source_resolve(VcfLibrary *lib, const char *source, const char *name,
-                            VcfClone *open, VcfSource *out, GError **error)
+                            VcfClone *open, gboolean full, VcfSource *out, GError **error)
 {
     memset(out, 0, sizeof *out);
     g_autofree char *vm_name = g_strndup(source, strcspn(source, "@"));
@@ -157,7 +174,7 @@ gboolean vcf_source_resolve(VcfLibrary *lib, const char *source, const char *nam
         g_propagate_error(error, local);
         ok = FALSE;
     } else {
-        ok = resolve_vm(lib, source, name, vm, out, error);
+        ok = resolve_vm(lib, source, name, vm, full, out, error);
         if (ok)
             out->vm = g_steal_pointer(&vm);
     }

@@ -12,18 +12,20 @@ typedef struct {
     VcfVm *vm;             /* the config the clone copies: the VM's, or the source clone's */
     GPtrArray *disks;      /* VcfVmDisk: what each new disk sits on, in the clone's order */
     char *vm_name;         /* the VM folder the chain starts in */
-    char *snapshot;        /* display name of the VM snapshot at the chain's bottom */
+    char *snapshot;        /* display name of the VM snapshot at the chain's bottom;
+                            * NULL for a suspended VM's current disks (full clones) */
     char *uid;             /* its uid; NULL if not recorded */
     char *parent_clone;    /* the source clone, or NULL for a VM */
     VcfSnapshotUndo *undo; /* set when resolving took the snapshot */
 } VcfSource;
 
 /* Resolves SOURCE for new clone NAME: "VM", "VM@SNAPSHOT" (its display
- * name) or "CLONE". A VM's current state must be powered off; a clone
+ * name) or "CLONE". A VM's current state must be powered off, or for a
+ * FULL clone suspended (its disks are then taken as they are); a clone
  * too, and its disks are frozen (vcf_disk_freeze): OPEN is the clone when
  * it is open already, else it is opened for the freeze. Errors: ENOENT
  * (unknown source or snapshot), EBUSY (powered on or suspended), EINVAL
  * (a source with no disk, or several snapshots of that name), EIO. */
 gboolean vcf_source_resolve(VcfLibrary *lib, const char *source, const char *name,
-                            VcfClone *open, VcfSource *out, GError **error);
+                            VcfClone *open, gboolean full, VcfSource *out, GError **error);
 void vcf_source_clear(VcfSource *source);

@@ -68,7 +68,7 @@ START_TEST(job_makes_linked_clone)
     gint called = 0;
     GError *error = NULL;
     VcfClone *opened = NULL;
-    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, "TwoDisks", "web1", NULL, 2, &opened,
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, "TwoDisks", "web1", NULL, FALSE, 2, &opened,
                                                  callback, &called);
     ck_assert_msg(vcf_job_wait(job, &error), "%s", error ? error->message : "");
     ck_assert(vcf_job_is_done(job));
@@ -155,7 +155,7 @@ static guint leftovers(void)
 static void expect_refused(const char *source, const char *name, int code)
 {
     GError *error = NULL;
-    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, source, name, NULL, 1, NULL, NULL, NULL);
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, source, name, NULL, FALSE, 1, NULL, NULL, NULL);
     ck_assert_msg(!vcf_job_wait(job, &error), "%s/%s was accepted", source, name);
     ck_assert_msg(error->code == code, "%s/%s: %s (code %d, want %d)", source, name,
                   error->message, error->code, code);

@@ -105,6 +105,12 @@ wait_state() { # FOLDER STATE SECONDS
     fail "$1 is $(attr "$1" state), not $2, after $3 s ($(attr "$1" error))"
 }
 
+# Suspends or resumes a VM as Workstation records it: set_vmstate VMX VALUE.
+set_vmstate() {
+    sed -i "s/^checkpoint\\.vmState = .*/checkpoint.vmState = \"$2\"/" "$1"
+    grep -qx "checkpoint.vmState = \"$2\"" "$1" || fail "could not set checkpoint.vmState in $1"
+}
+
 log_mark() { LOG_MARK=$(wc -l <"$LOG"); }
 # Log lines written since log_mark that hold every string given.
 log_lines() {

@@ -13,10 +13,6 @@ store_empty() {
     [ -z "$(ls -A "$LIB/.vmclonefs/clones")" ] ||
         fail "$1: the store holds $(ls -A "$LIB/.vmclonefs/clones")"
 }
-set_vmstate() { # VMX VALUE: as Workstation writes it when it suspends
-    sed -i "s/^checkpoint\\.vmState = .*/checkpoint.vmState = \"$2\"/" "$1"
-    grep -qx "checkpoint.vmState = \"$2\"" "$1" || fail "could not set checkpoint.vmState in $1"
-}
 
 make_library
 raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/ubuntu.raw"
