@@ -170,7 +170,9 @@ static int make_typed(const char *sdir, const char *folder, const char *want, in
     }
     int r = mkdir(folder, 0755);
     *err = errno;
-    if (set && was != NULL)
+    /* Put back unless someone else set it meanwhile. */
+    g_autofree char *now = set ? ctl_xattr(sdir, "type") : NULL;
+    if (set && was != NULL && g_strcmp0(now, want) == 0)
         setxattr(sdir, "user.vmclonefs.type", was, strlen(was), 0);
     return r;
 }
@@ -182,6 +184,10 @@ static int cmd_clone(const char *mnt, int argc, char **argv)
     int n = 0;
     for (int i = 0; i < argc; i++) {
         if (g_str_equal(argv[i], "--full") || g_str_equal(argv[i], "--linked")) {
+            if (want != NULL && !g_str_equal(want, argv[i] + 2)) {
+                fprintf(stderr, "vmclonefs-ctl clone: --full and --linked exclude each other\n");
+                return 2;
+            }
             want = argv[i] + 2;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "vmclonefs-ctl clone: unknown option %s\n", argv[i]);
@@ -204,8 +210,12 @@ static int cmd_clone(const char *mnt, int argc, char **argv)
         return refused(what, err, g_file_test(sdir, G_FILE_TEST_IS_DIR) ? sdir : NULL);
     g_autofree char *type = ctl_xattr(folder, "type");
     if (want != NULL && g_strcmp0(type, want) != 0) {
-        fprintf(stderr, "vmclonefs-ctl: clone %s: made %s, not %s\n", args[1],
-                type ? type : "?", want);
+        /* Another client set the source's type meanwhile: a refused
+         * command changes nothing. */
+        fprintf(stderr, "vmclonefs-ctl: clone %s: made %s, not %s (the source's type changed "
+                "meanwhile); deleting it\n", args[1], type ? type : "?", want);
+        if (rmdir(folder) < 0)
+            fprintf(stderr, "vmclonefs-ctl: clone %s stays: %s\n", args[1], g_strerror(errno));
         return 1;
     }
     return 0;

@@ -157,6 +157,12 @@ void copy_tick(VcfMount *m)
 void copy_status_locked(VcfMount *m, const VcfCloneInfo *info, VcfCopyStatus *s)
 {
     OpenClone *oc = g_hash_table_lookup(m->clones, info->name);
+    const char *broken = oc != NULL && oc->broken != NULL ? oc->broken : info->parent_changed;
+    if (broken != NULL) {
+        s->state = g_strdup("broken");
+        s->error = g_strdup(broken);
+        return;
+    }
     if (oc != NULL && oc->copier != NULL) {
         vcf_copier_get_status(oc->copier, s);
         return;

@@ -115,8 +115,22 @@ gboolean full_allowed(VcfMount *m, const char *source, GError **error)
     if (vm == NULL || vm->power != VCF_POWER_ON)
         return TRUE;
     g_set_error(error, VCF_ERROR, EBUSY, "VM %s is powered on: a full clone needs it powered "
-                "off (VIX_E_VM_IS_RUNNING); a linked clone of a snapshot does not", vm_name);
+                "off or suspended (VIX_E_VM_IS_RUNNING); a linked clone of a snapshot does not",
+                vm_name);
     return FALSE;
+}
+
+/* A full clone of a suspended VM reads its disks until it is full: one
+ * resumed in VMware meanwhile breaks it (vcf_disk_check_parent). */
+static void warn_if_suspended(VcfMount *m, const char *source, const char *name)
+{
+    if (strchr(source, '@') != NULL || vcf_clone_exists(m->lib, source))
+        return;
+    g_autoptr(VcfVm) vm = vcf_library_load_vm(m->lib, source, NULL);
+    if (vm != NULL && vm->power == VCF_POWER_SUSPENDED)
+        g_message("clone %s of suspended VM %s copies its disks as they are (the clone boots "
+                  "as after a power cut): do not resume %s until %s is full, or %s breaks",
+                  name, source, source, name, name);
 }
 
 /* mkdir clones/SOURCE/NAME. m->ns_lock held. */
@@ -181,6 +195,8 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
         reply_gerror(req, error);
         return;
     }
+    if (full)
+        warn_if_suspended(m, source, name);
     if (full) {
         OpenClone *oc = open_clone_now(m, name, NULL);
         if (oc == NULL || !copy_start(m, name, oc, &error)) {

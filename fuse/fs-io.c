@@ -304,6 +304,37 @@ static void reply_disk_error(fuse_req_t req, Handle *h, GError *error)
     reply_gerror(req, error);
 }
 
+/* A read served from the layers' files as they are: spliced into the
+ * reply, not copied through here (what libfuse cannot splice it copies). */
+#define MAX_SPLICE_RUNS 32
+
+static void reply_runs(const VcfRun *runs, guint n, gpointer data)
+{
+    fuse_req_t req = data;
+    struct fuse_bufvec *bv = g_malloc0(sizeof *bv + n * sizeof bv->buf[0]);
+    g_autofree char *zeros = NULL;
+    gsize zero_len = 0;
+    for (guint i = 0; i < n; i++)
+        if (runs[i].fd < 0)
+            zero_len = MAX(zero_len, runs[i].len);
+    if (zero_len > 0)
+        zeros = g_malloc0(zero_len);
+    bv->count = n;
+    for (guint i = 0; i < n; i++) {
+        struct fuse_buf *b = &bv->buf[i];
+        b->size = runs[i].len;
+        if (runs[i].fd < 0) {
+            b->mem = zeros;
+        } else {
+            b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+            b->fd = runs[i].fd;
+            b->pos = (off_t)runs[i].at;
+        }
+    }
+    fuse_reply_data(req, bv, FUSE_BUF_SPLICE_MOVE);
+    g_free(bv);
+}
+
 void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
              struct fuse_file_info *fi)
 {
@@ -334,8 +365,17 @@ void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     size = MIN(size, disk_size - off);
-    g_autofree char *buf = g_malloc(size);
     GError *error = NULL;
+    VcfRun runs[MAX_SPLICE_RUNS];
+    gboolean served;
+    if (!vcf_disk_read_runs(h->disk, size, off, runs, MAX_SPLICE_RUNS, reply_runs, req,
+                            &served, &error)) {
+        reply_disk_error(req, h, error);
+        return;
+    }
+    if (served)
+        return;
+    g_autofree char *buf = g_malloc(size);
     if (!vcf_disk_read(h->disk, buf, size, off, &error))
         reply_disk_error(req, h, error);
     else

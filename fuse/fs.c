@@ -351,13 +351,17 @@ static int apply_setattr(VcfMount *m, const Node *n, struct stat *attr, int to_s
     if (n->real == NULL || n->kind != NODE_PASS)
         return to_set & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW
                           | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME) ? EPERM : 0;
+    /* A new mtime on a file a clone reads would break the clone
+     * (vcf_parent_check_unchanged): refused like a truncate. */
+    const char *who = to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)
+        ? protected_by(m, n->real) : NULL;
+    if (who != NULL) {
+        *why = g_strdup_printf("%s: linked clone %s reads this file; it cannot be %s", n->path,
+                               who, to_set & FUSE_SET_ATTR_SIZE ? "truncated"
+                               : "given another modification time");
+        return EBUSY;
+    }
     if (to_set & FUSE_SET_ATTR_SIZE) {
-        const char *who = protected_by(m, n->real);
-        if (who != NULL) {
-            *why = g_strdup_printf("%s: linked clone %s reads this file; it cannot be truncated",
-                                   n->path, who);
-            return EBUSY;
-        }
         if (truncate(n->real, attr->st_size) < 0)
             return errno;
     }

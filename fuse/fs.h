@@ -13,6 +13,7 @@ typedef struct {
     /* A full clone's copy; started and stopped under VcfMount.ns_lock. */
     VcfCopier *copier;
     gboolean promoted;   /* set under ns_lock and lock: the end of its copy was handled */
+    char *broken;        /* why its disks answer EIO (a file below changed), or NULL */
 } OpenClone;
 
 typedef struct {

@@ -22,6 +22,7 @@ static void open_clone_free(gpointer p)
         g_error_free(error);
     }
     vcf_clone_info_free(oc->info);
+    g_free(oc->broken);
     g_free(oc);
 }
 

@@ -1,5 +1,6 @@
 /* The operations table, and the session's start and end. */
 #include "config.h"
+#define VCF_MAX_REQUEST (512 * 1024)
 #include "fs-internal.h"
 
 #include <stdlib.h>
@@ -13,7 +14,7 @@ void fs_init(void *userdata, struct fuse_conn_info *conn)
     VcfMount *m = userdata;
     /* Large requests: 1 MiB reads and writes where the kernel offers them
      * (libfuse derives max_pages from max_write). */
-    conn->max_write = 1024 * 1024;
+    conn->max_write = VCF_MAX_REQUEST;
     conn->max_readahead = MIN(conn->max_readahead, 1024 * 1024u);
     if (conn->capable & FUSE_CAP_SPLICE_WRITE)
         conn->want |= FUSE_CAP_SPLICE_WRITE;
@@ -33,6 +34,53 @@ void fs_init(void *userdata, struct fuse_conn_info *conn)
 void fs_destroy(void *userdata)
 {
     /* Everything is closed by vcf_mount_clear once the loop returns. */
+}
+
+/* Whether DISK of clone NAME may be synced: not when it is broken. A file
+ * below it that changed outside the mount (a VM run in VMware on a disk a
+ * clone reads, a snapshot consolidated) breaks it now: its disks answer
+ * EIO from then on (vcf_disk_check_parent), for good (clone.ini keeps it),
+ * and the clone says why, once. m->ns_lock held: the clone stays open. */
+static gboolean check_parent(VcfMount *m, VcfDisk *disk, const char *name)
+{
+    GError *error = NULL;
+    gboolean found;
+    if (vcf_disk_check_parent(disk, &found, &error))
+        return TRUE;
+    g_autofree char *why = g_strdup_printf("%s; its disks answer EIO from now on, rather "
+                                           "than mix old and new bytes", error->message);
+    g_error_free(error);
+    if (found) {
+        g_warning("clone %s is broken: %s", name, why);
+        vcf_clone_info_update(m->lib, name, NULL, "parent-changed", why, NULL);
+    }
+    /* Told once (here, or by its copier): what the kernel cached of its
+     * disks goes first, so that once it says broken every read is EIO.
+     * Only this thread sets oc->broken. */
+    g_autoptr(GArray) inos = g_array_new(FALSE, FALSE, sizeof(fuse_ino_t));
+    g_mutex_lock(&m->lock);
+    OpenClone *oc = g_hash_table_lookup(m->clones, name);
+    gboolean tell = oc != NULL && oc->broken == NULL;
+    if (tell) {
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, m->nodes.by_ino);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            const Node *n = v;
+            if (n->kind == NODE_FLAT && g_strcmp0(n->clone, name) == 0)
+                g_array_append_val(inos, n->ino);
+        }
+    }
+    g_mutex_unlock(&m->lock);
+    for (guint i = 0; m->se != NULL && i < inos->len; i++)
+        fuse_lowlevel_notify_inval_inode(m->se, g_array_index(inos, fuse_ino_t, i), 0, 0);
+    if (tell) {
+        g_mutex_lock(&m->lock);
+        if ((oc = g_hash_table_lookup(m->clones, name)) != NULL && oc->broken == NULL)
+            oc->broken = g_steal_pointer(&why);
+        g_mutex_unlock(&m->lock);
+    }
+    return FALSE;
 }
 
 /* Flushes open disks now and then, so that a writer that never calls
@@ -66,7 +114,8 @@ static gpointer syncer_main(gpointer data)
         g_mutex_unlock(&m->lock);
         for (guint i = 0; i < disks->len; i++) {
             GError *error = NULL;
-            if (!vcf_disk_sync(disks->pdata[i], &error)) {
+            if (check_parent(m, disks->pdata[i], names->pdata[i])
+                && !vcf_disk_sync(disks->pdata[i], &error)) {
                 g_warning("clone %s: background sync: %s", (char *)names->pdata[i],
                           error->message);
                 g_error_free(error);

@@ -253,9 +253,19 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    g_autofree char *real = passed_path(VCF_MOUNT(req), ino);
-    if (real != NULL)
+    VcfMount *m = VCF_MOUNT(req);
+    g_autofree char *real = passed_path(m, ino);
+    if (real != NULL) {
         fuse_reply_err(req, lremovexattr(real, name) < 0 ? errno : 0);
-    else
-        fuse_reply_err(req, g_str_has_prefix(name, PREFIX) ? EPERM : ENOTSUP);
+        return;
+    }
+    /* A source's type goes back to -o clone_type. */
+    g_mutex_lock(&m->lock);
+    Node *n = node_get(&m->nodes, ino);
+    gboolean source_type = n != NULL && n->kind == NODE_SOURCE
+        && g_str_equal(name, PREFIX "type");
+    if (source_type)
+        g_hash_table_remove(m->source_types, n->source);
+    g_mutex_unlock(&m->lock);
+    fuse_reply_err(req, source_type ? 0 : g_str_has_prefix(name, PREFIX) ? EPERM : ENOTSUP);
 }

@@ -29,6 +29,7 @@ void vcf_clone_info_free(VcfCloneInfo *info)
     g_free(info->base_uid);
     g_free(info->state);
     g_free(info->error);
+    g_free(info->parent_changed);
     g_free(info->type);
     g_free(info->parent_clone);
     g_free(info->dir);
@@ -146,6 +147,7 @@ VcfCloneInfo *vcf_clone_info_load(VcfLibrary *lib, const char *name, GError **er
     info->parent_clone = g_key_file_get_string(kf, INI_GROUP, "parent-clone", NULL);
     info->state = g_key_file_get_string(kf, INI_GROUP, "state", NULL);
     info->error = g_key_file_get_string(kf, INI_GROUP, "error", NULL);
+    info->parent_changed = g_key_file_get_string(kf, INI_GROUP, "parent-changed", NULL);
     info->copy_disk = (guint) g_key_file_get_uint64(kf, INI_GROUP, "copy-disk", NULL);
     info->copy_unit = g_key_file_get_uint64(kf, INI_GROUP, "copy-unit", NULL);
     info->copy_total = g_key_file_get_uint64(kf, INI_GROUP, "copy-total", NULL);

@@ -29,6 +29,8 @@ typedef struct {
     char *state;           /* "ready" (linked), "copying", "paused", "full",
                             * "broken", "no-disks" */
     char *error;           /* why it is paused or broken; NULL otherwise */
+    char *parent_changed;  /* why its disks answer EIO for good: a file below it changed
+                            * outside the mount (vcf_disk_check_parent); NULL otherwise */
     guint copy_disk;       /* the full copy's cursor, durable: disks before */
     guint64 copy_unit;     /* copy_disk are copied, and its units before this */
     guint64 copy_total;    /* a full clone: the bytes of data its copy passed */

@@ -326,6 +326,12 @@ VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
     g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, name, error);
     if (info == NULL)
         return NULL;
+    /* Its parent changed under it once: what it holds may mix old bytes
+     * with new, so it is never served again. */
+    if (info->parent_changed != NULL) {
+        g_set_error(error, VCF_ERROR, EIO, "clone %s is broken: %s", name, info->parent_changed);
+        return NULL;
+    }
     VcfClone *c = clone_alloc(name);
     gboolean ok = TRUE;
     for (guint i = 0; ok && !info->disks_gone && i < info->stems->len; i++) {

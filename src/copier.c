@@ -270,6 +270,25 @@ static gboolean count(VcfCopier *c, GError **error)
     return TRUE;
 }
 
+/* A source changed behind our back (a suspended VM resumed outside the
+ * mount, say) would mix its old and new bytes in the copy: every disk of
+ * the clone is looked at, and each whose files below changed is broken. */
+static gboolean check_parents(VcfCopier *c, GError **error)
+{
+    gboolean ok = TRUE;
+    for (guint i = 0; i < vcf_clone_n_disks(c->clone); i++) {
+        GError *e = NULL;
+        if (!vcf_disk_check_parent(vcf_clone_get_disk(c->clone, i), NULL, &e)) {
+            if (ok)
+                g_propagate_error(error, e);
+            else
+                g_error_free(e);
+            ok = FALSE;
+        }
+    }
+    return ok;
+}
+
 /* One step of the copy of disk c->disk from c->unit on. */
 static gboolean copy_some(VcfCopier *c, GError **error)
 {
@@ -280,9 +299,7 @@ static gboolean copy_some(VcfCopier *c, GError **error)
     guint64 rate = c->pool->rate;
     gboolean ok = TRUE;
     guint ops = vcf_disk_guest_ops(d);
-    /* A source changed behind our back (a suspended VM resumed outside
-     * the mount, say) would mix its old and new bytes in the copy. */
-    if (!vcf_disk_check_parent(d, error))
+    if (!check_parents(c, error))
         return FALSE;
     for (guint n = 0; n < STEP_UNITS && unit < units; n += VCF_COPY_RUN) {
         if (g_get_monotonic_time() - t0 > STEP_USEC || stopping(c))
@@ -332,20 +349,18 @@ static gboolean copy_some(VcfCopier *c, GError **error)
  * the mount refuses to clone a clone whose copy runs. */
 static gboolean promote(VcfCopier *c, GError **error)
 {
+    if (!check_parents(c, error))
+        return FALSE;
     for (guint i = 0; i < vcf_clone_n_disks(c->clone); i++) {
         VcfDisk *d = vcf_clone_get_disk(c->clone, i);
-        if (!vcf_disk_check_parent(d, error))
-            return FALSE;
         for (guint64 u = 0; u < vcf_disk_get_units(d); u += SCAN_UNITS)
             if (stopping(c) || !vcf_disk_check_copied(d, u, u + SCAN_UNITS, error))
                 return FALSE;
     }
     /* Again: nothing may have changed below while the check read it. */
-    gboolean ok = TRUE;
-    for (guint i = 0; ok && i < vcf_clone_n_disks(c->clone); i++)
-        ok = vcf_disk_check_parent(vcf_clone_get_disk(c->clone, i), error);
-    if (!ok)
+    if (!check_parents(c, error))
         return FALSE;
+    gboolean ok = TRUE;
     for (guint i = 0; ok && i < vcf_clone_n_disks(c->clone); i++)
         ok = vcf_disk_promote(vcf_clone_get_disk(c->clone, i), error);
     vcf_clone_update_parent_files(c->clone);
@@ -371,11 +386,12 @@ static gboolean failed(VcfCopier *c, GError *error)
                           "clone works as a linked clone meanwhile", error->message)
         : g_strdup_printf("%s; the copy stopped, and the clone goes on as a linked clone",
                           error->message);
-    if (!nospace && !vcf_disk_check_parent(vcf_clone_get_disk(c->clone, MIN(c->disk,
-                                           vcf_clone_n_disks(c->clone) - 1)), NULL)) {
+    /* A broken disk (a file below changed) is never served again. */
+    gboolean gone = !nospace && !check_parents(c, NULL);
+    if (gone) {
         g_free(why);
-        why = g_strdup_printf("%s; the copy stopped, and the clone's disk answers EIO until "
-                              "it is deleted", error->message);
+        why = g_strdup_printf("%s; the copy stopped, and the clone's disks answer EIO from "
+                              "now on", error->message);
     }
     const char *state = nospace ? "paused" : "broken";
     g_mutex_lock(&c->lock);
@@ -389,7 +405,9 @@ static gboolean failed(VcfCopier *c, GError *error)
         return FALSE;
     }
     g_warning("clone %s: full copy %s: %s", c->name, state, why);
-    vcf_clone_info_update(c->lib, c->name, NULL, "state", state, "error", why, NULL);
+    /* When not gone, the list ends before "parent-changed". */
+    vcf_clone_info_update(c->lib, c->name, NULL, "state", state, "error", why,
+                          gone ? "parent-changed" : NULL, why, NULL);
     return TRUE;
 }
 

@@ -203,9 +203,11 @@ gboolean vcf_disk_promote(VcfDisk *d, GError **error)
     return ok;
 }
 
-gboolean vcf_disk_check_parent(VcfDisk *d, GError **error)
+gboolean vcf_disk_check_parent(VcfDisk *d, gboolean *found, GError **error)
 {
     GError *changed = NULL;
+    if (found != NULL)
+        *found = FALSE;
     g_rw_lock_reader_lock(&d->lock);
     gboolean ok = vcf_disk_check_open(d, error);
     if (ok && d->parent != NULL)
@@ -213,11 +215,17 @@ gboolean vcf_disk_check_parent(VcfDisk *d, GError **error)
     g_rw_lock_reader_unlock(&d->lock);
     if (changed == NULL)
         return ok;
-    /* From now on every access is EIO: no read mixes old and new bytes. */
+    /* From now on every access is EIO: no read mixes old and new bytes.
+     * The guest's own writes so far are kept: they are its data. */
     g_rw_lock_writer_lock(&d->lock);
+    if (d->broken == NULL && d->store != NULL)
+        vcf_sparse_sync(d->store, NULL);
     g_mutex_lock(&d->swap_lock);
-    if (d->broken == NULL)
+    if (d->broken == NULL) {
         d->broken = g_strdup(changed->message);
+        if (found != NULL)
+            *found = TRUE;
+    }
     g_mutex_unlock(&d->swap_lock);
     g_rw_lock_writer_unlock(&d->lock);
     g_propagate_error(error, changed);

@@ -297,6 +297,38 @@ static gboolean read_locked(VcfDisk *d, guint8 *buf, gsize len, guint64 offset,
     return TRUE;
 }
 
+gboolean vcf_disk_read_runs(VcfDisk *d, gsize len, guint64 offset, VcfRun *runs, guint max,
+                            VcfDiskRunsFunc func, gpointer user_data, gboolean *served,
+                            GError **error)
+{
+    *served = FALSE;
+    if (!check_range(d, len, offset, error))
+        return FALSE;
+    g_atomic_int_inc(&d->guest_ops);
+    g_rw_lock_reader_lock(&d->lock);
+    gboolean ok = vcf_disk_check_open(d, error);
+    guint n = 0;
+    /* Only what the store lacks, all of it: its grains are checked by
+     * their sums, so they must be read here. */
+    for (guint64 g = offset / VCF_GRAIN_SIZE; ok && len > 0 && g <= (offset + len - 1) /
+         VCF_GRAIN_SIZE; g++)
+        if (vcf_sparse_grain_state(d->store, g) != VCF_GRAIN_ABSENT)
+            goto out;
+    if (ok && d->parent == NULL) {
+        runs[0] = (VcfRun) { -1, 0, len };
+        n = max > 0 ? 1 : 0;
+    } else if (ok) {
+        ok = vcf_stack_map_range(d->below, offset, len, runs, max, &n, error);
+    }
+    if (ok && n > 0) {
+        func(runs, n, user_data);   /* under the lock: a freeze would close the fds */
+        *served = TRUE;
+    }
+out:
+    g_rw_lock_reader_unlock(&d->lock);
+    return ok;
+}
+
 gboolean vcf_disk_read(VcfDisk *d, void *buf, gsize len, guint64 offset,
                        GError **error)
 {

@@ -9,6 +9,7 @@
 #include "descriptor.h"
 #include "parent.h"
 #include "sparse.h"
+#include "stack.h"
 
 typedef struct VcfDisk VcfDisk;
 
@@ -50,6 +51,15 @@ gboolean vcf_disk_read(VcfDisk *disk, void *buf, gsize len, guint64 offset,
                        GError **error);
 gboolean vcf_disk_write(VcfDisk *disk, const void *buf, gsize len,
                         guint64 offset, GError **error);
+/* Serves a read of [OFFSET, OFFSET + LEN) without reading it here, when
+ * all of it lies as it is in the layers' files and none of it in the
+ * store (see vcf_stack_map_range): FUNC gets its runs (at most MAX, in
+ * RUNS) and replies with them, while the disk keeps its files open, and
+ * *SERVED is TRUE. Else *SERVED is FALSE: read it with vcf_disk_read. */
+typedef void (*VcfDiskRunsFunc)(const VcfRun *runs, guint n, gpointer user_data);
+gboolean vcf_disk_read_runs(VcfDisk *disk, gsize len, guint64 offset, VcfRun *runs,
+                            guint max, VcfDiskRunsFunc func, gpointer user_data,
+                            gboolean *served, GError **error);
 /* SEEK_DATA (DATA) or SEEK_HOLE from OFFSET, in 64 KiB units: a hole is
  * where neither the store nor any layer below holds a grain (see
  * grain-map.h). ENXIO past the end, or for no data after OFFSET. */
@@ -97,9 +107,11 @@ gboolean vcf_disk_copy_units(VcfDisk *disk, guint64 first, guint n, guint *held,
  * writes only add to the store); the caller keeps freezes away. */
 gboolean vcf_disk_check_copied(VcfDisk *disk, guint64 from, guint64 to, GError **error);
 /* EIO once a file of the layers below was removed, replaced or modified
- * since it was opened (vcf_parent_check_unchanged): the disk is then
- * broken, every access EIO, as it would be at the next open. */
-gboolean vcf_disk_check_parent(VcfDisk *disk, GError **error);
+ * since it was opened (vcf_parent_check_unchanged): the store is synced
+ * (the guest's writes are its own) and the disk broken, every access EIO
+ * from then on; *FOUND (may be NULL) is TRUE for the call that found it.
+ * EIO too for a disk broken before, for this or another reason. */
+gboolean vcf_disk_check_parent(VcfDisk *disk, gboolean *found, GError **error);
 /* Drops the layers below for good, once checked as above: syncs, and
  * rewrites the store as a standalone disk. */
 gboolean vcf_disk_promote(VcfDisk *disk, GError **error);

@@ -7,11 +7,13 @@
 #include "vcf-error.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 
 typedef struct {
     VcfLayer base;
     int fd;
     guint64 file_offset;
+    guint64 file_size;   /* at open: what lies past it is not served from the file */
 } FlatLayer;
 
 static gboolean flat_read(VcfLayer *layer, void *buf, gsize len, guint64 offset,
@@ -41,6 +43,10 @@ static void flat_free(VcfLayer *layer)
 static void flat_map(VcfLayer *layer, guint64 offset, gsize len, int *fd, guint64 *at)
 {
     FlatLayer *f = (FlatLayer *) layer;
+    *fd = -1;
+    /* A cut file is EIO when read (flat_read), never a short reply. */
+    if (f->file_offset + offset + len > f->file_size)
+        return;
     *fd = f->fd;
     *at = f->file_offset + offset;
 }
@@ -55,5 +61,7 @@ VcfLayer *vcf_layer_flat_new(int fd, const char *path, guint64 file_offset, guin
     f->base.path = g_strdup(path);
     f->fd = fd;
     f->file_offset = file_offset;
+    struct stat st;
+    f->file_size = fstat(fd, &st) == 0 ? (guint64) st.st_size : 0;
     return &f->base;
 }

@@ -45,6 +45,7 @@ typedef struct {
      * order), loaded on first use like the tables. */
     int sums_fd;
     guint64 **sums;
+    guint64 file_size;        /* at open: grains past it are not mapped */
 } SparseLayer;
 
 static gboolean refuse(GError **error, const char *path, const char *why)
@@ -238,6 +239,8 @@ static void sparse_map(VcfLayer *layer, guint64 offset, gsize len, int *fd, guin
     if (in + len > s->grain_bytes || !entry(s, g, &gte, NULL) || gte == 0
         || (gte == 1 && s->zero_grain))
         return;
+    if ((guint64) gte * SECTOR + in + len > s->file_size)
+        return;   /* cut: EIO when read, never a short reply */
     *fd = s->fd;
     *at = (guint64) gte * SECTOR + in;
 }
@@ -273,6 +276,7 @@ static void open_sums(SparseLayer *s, guint64 grains)
     }
     s->sums_fd = fd;
     s->sums = g_new0(guint64 *, s->n_gts);
+    s->base.checked = TRUE;
 }
 
 static gboolean load(SparseLayer *s, GError **error)
@@ -284,6 +288,7 @@ static gboolean load(SparseLayer *s, GError **error)
         vcf_set_errno(error, errno, path);
         return FALSE;
     }
+    s->file_size = (guint64) st.st_size;
     gssize n = vcf_pread_all(s->fd, &le, sizeof le, 0, path, error);
     if (n < 0)
         return FALSE;

@@ -41,6 +41,7 @@ struct VcfLayer {
     const VcfLayerOps *ops;
     guint64 size;     /* bytes */
     char *path;       /* the file it reads, for messages */
+    gboolean checked; /* reads are checked against sums: bytes must be read to be served */
 };
 
 /* The run of a layer that holds every byte of its range (flat, libvmdk). */

@@ -99,15 +99,15 @@ VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
         if (g_hash_table_add(listed, files->pdata[i]))
             g_ptr_array_add(unique, g_strdup(files->pdata[i]));
     }
-    parent->seen = g_new0(struct stat, unique->len);
-    for (guint i = 0; i < unique->len; i++)
-        if (stat(unique->pdata[i], &parent->seen[i]) < 0) {
-            vcf_set_errno(error, errno, unique->pdata[i]);
-            g_ptr_array_free(unique, TRUE);
-            return NULL;
-        }
     g_ptr_array_add(unique, NULL);
     parent->files = (char **) g_ptr_array_free(unique, FALSE);
+    /* As they are now, for vcf_parent_check_unchanged. */
+    parent->seen = g_new0(struct stat, g_strv_length(parent->files));
+    for (guint i = 0; parent->files[i] != NULL; i++)
+        if (stat(parent->files[i], &parent->seen[i]) < 0) {
+            vcf_set_errno(error, errno, parent->files[i]);
+            return NULL;
+        }
     return g_steal_pointer(&parent);
 }
 
@@ -150,12 +150,20 @@ gboolean vcf_parent_check_unchanged(const VcfParent *parent, GError **error)
         if (stat(f, &now) < 0) {
             int e = errno;
             g_set_error(error, VCF_ERROR, EIO, "%s, a file of the parent disk, is gone (%s): "
-                        "it was removed or renamed outside vmclonefs", f, g_strerror(e));
+                        "it was removed or renamed since the clone was opened", f,
+                        g_strerror(e));
             return FALSE;
         }
-        if (!same_file(&now, &parent->seen[i])) {
+        const struct stat *was = &parent->seen[i];
+        if (now.st_dev != was->st_dev || now.st_ino != was->st_ino) {
+            g_set_error(error, VCF_ERROR, EIO, "%s, a file of the parent disk, was replaced by "
+                        "another file outside vmclonefs since the clone was opened: the "
+                        "clone's bytes cannot be trusted", f);
+            return FALSE;
+        }
+        if (!same_file(&now, was)) {
             g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(now.st_mtim.tv_sec);
-            g_autofree char *when = g_date_time_format(t, "%F %T");
+            g_autofree char *when = t ? g_date_time_format(t, "%F %T") : g_strdup("?");
             g_set_error(error, VCF_ERROR, EIO, "%s, a file of the parent disk, changed outside "
                         "vmclonefs (modified %s, %jd bytes): its VM was run or edited since "
                         "the clone was opened, and the clone's bytes cannot be trusted", f,

@@ -19,8 +19,10 @@ void vcf_source_clear(VcfSource *s)
 }
 
 /* A current state can only be frozen while nothing runs on it. WHAT is
- * "VM Ubuntu" or "clone web1". */
-static gboolean check_powered_off(const VcfVm *vm, const char *what, GError **error)
+ * "VM Ubuntu" or "clone web1"; FULL_WORKS: a full clone of it, suspended,
+ * is allowed (a VM's). */
+static gboolean check_powered_off(const VcfVm *vm, const char *what, gboolean full_works,
+                                  GError **error)
 {
     if (vm->power == VCF_POWER_ON) {
         g_set_error(error, VCF_ERROR, EBUSY,
@@ -30,10 +32,10 @@ static gboolean check_powered_off(const VcfVm *vm, const char *what, GError **er
     }
     if (vm->power == VCF_POWER_SUSPENDED) {
         g_set_error(error, VCF_ERROR, EBUSY,
-                    "cannot make a linked clone of %s: it is suspended (%s); VMware refuses this "
+                    "cannot make a %s of %s: it is suspended (%s); VMware refuses this "
                     "with VIX_E_VM_IS_RUNNING (3007) because the suspended memory state would be "
-                    "lost; a full clone copies its disks as they are",
-                    what, vm->power_reason);
+                    "lost%s", full_works ? "linked clone" : "clone", what, vm->power_reason,
+                    full_works ? "; a full clone copies its disks as they are" : "");
         return FALSE;
     }
     if (vm->disks->len == 0) {
@@ -85,7 +87,7 @@ static gboolean resolve_vm(VcfLibrary *lib, const char *source, const char *name
         return resolve_suspended(vm, out, error);
     g_autofree char *what = g_strdup_printf("VM %s", vm->name);
     gboolean reused;
-    return check_powered_off(vm, what, error)
+    return check_powered_off(vm, what, TRUE, error)
         && vcf_base_take(lib, vm, name, &out->disks, &out->snapshot, &out->uid,
                          &reused, &out->undo, error);
 }
@@ -119,8 +121,17 @@ static gboolean resolve_clone(VcfLibrary *lib, const char *source, VcfClone *ope
         g_prefix_error(error, "%s: ", what);
         return FALSE;
     }
-    if (!check_powered_off(vm, what, error))
+    if (!check_powered_off(vm, what, FALSE, error))
         return FALSE;
+    /* Made of a suspended VM's disks as they were, with no snapshot to
+     * keep them: nothing may sit on them but its own copy. */
+    if (info->parent_clone == NULL && info->base_snapshot == NULL
+        && !vcf_clone_info_is_standalone(info)) {
+        g_set_error(error, VCF_ERROR, EBUSY, "cannot clone %s yet: it was made from the disks "
+                    "of suspended VM %s as they were, and is not full (state %s); clone it "
+                    "once its copy is done", what, info->vm, info->state ? info->state : "?");
+        return FALSE;
+    }
     /* Its config names its stored disks; one VMware snapshotted (a delta
      * of VMware's over them) is not a state we can freeze. */
     for (guint i = 0; i < info->stems->len; i++) {

@@ -24,7 +24,8 @@ typedef struct {
  * FULL clone suspended (its disks are then taken as they are); a clone
  * too, and its disks are frozen (vcf_disk_freeze): OPEN is the clone when
  * it is open already, else it is opened for the freeze. Errors: ENOENT
- * (unknown source or snapshot), EBUSY (powered on or suspended), EINVAL
+ * (unknown source or snapshot), EBUSY (powered on, suspended for a linked
+ * clone, or a clone of a suspended VM not full yet), EINVAL
  * (a source with no disk, or several snapshots of that name), EIO. */
 gboolean vcf_source_resolve(VcfLibrary *lib, const char *source, const char *name,
                             VcfClone *open, gboolean full, VcfSource *out, GError **error);

@@ -362,3 +362,64 @@ gboolean vcf_stack_map_unit(VcfStack *s, guint64 unit, int *fd, guint64 *at, GEr
     return TRUE;
 }
 
+
+/* Adds a piece to RUNS, merged with the last when it goes on from there. */
+static gboolean add_run(VcfRun *runs, guint max, guint *n, int fd, guint64 at, gsize len)
+{
+    VcfRun *last = *n > 0 ? &runs[*n - 1] : NULL;
+    if (last != NULL && last->fd == fd && (fd < 0 || last->at + last->len == at)) {
+        last->len += len;
+        return TRUE;
+    }
+    if (*n == max)
+        return FALSE;
+    runs[(*n)++] = (VcfRun) { fd, at, len };
+    return TRUE;
+}
+
+/* Where PIECE bytes at OFFSET of unit M's level lie in one file: *FD -1 if
+ * not as they are (or checked by sums). */
+static void map_piece(VcfStack *s, guint8 m, guint64 offset, gsize piece, int *fd,
+                      guint64 *at)
+{
+    *fd = -1;
+    const Level *l = &s->levels[m - 1];
+    gint e = find_extent(l, offset);
+    if (e < 0)
+        return;
+    VcfLayer *layer = l->layers[e];
+    guint64 in = offset - l->starts[e];
+    if (!layer->checked && layer->ops->map != NULL && in + piece <= layer->size)
+        layer->ops->map(layer, in, piece, fd, at);
+}
+
+gboolean vcf_stack_map_range(VcfStack *s, guint64 offset, gsize len, VcfRun *runs,
+                             guint max, guint *n_runs, GError **error)
+{
+    guint n = 0;
+    *n_runs = 0;
+    while (len > 0) {
+        guint64 unit = offset / VCF_GRAIN_SIZE;
+        gsize piece = (gsize) MIN((guint64) len, (unit + 1) * VCF_GRAIN_SIZE - offset);
+        guint8 m = MEMO_NONE;
+        if (offset < s->size) {
+            piece = (gsize) MIN((guint64) piece, s->size - offset);
+            if (!memo(s, unit, &m, error))
+                return FALSE;
+        }
+        int fd = -1;
+        guint64 at = 0;
+        if (m == MEMO_MIXED)
+            return TRUE;
+        if (m != MEMO_NONE) {
+            map_piece(s, m, offset, piece, &fd, &at);
+            if (fd < 0)
+                return TRUE;
+        }
+        if (!add_run(runs, max, &n, fd, at, piece))
+            return TRUE;
+        offset += piece, len -= piece;
+    }
+    *n_runs = n;
+    return TRUE;
+}

@@ -32,6 +32,20 @@ gboolean vcf_stack_read(VcfStack *stack, void *buf, gsize len, guint64 offset,
  * it stores it: *FD and *AT, or *FD -1 when it does not (see layer.h). */
 gboolean vcf_stack_map_unit(VcfStack *stack, guint64 unit, int *fd, guint64 *at,
                             GError **error);
+/* A piece of a read as it lies in a file: LEN bytes at AT in FD, or LEN
+ * zeros when FD is -1. */
+typedef struct {
+    int fd;
+    guint64 at;
+    gsize len;
+} VcfRun;
+/* [OFFSET, OFFSET + LEN) as at most MAX runs, back to back, for a reply
+ * that moves the bytes from the files without reading them here (splice):
+ * *N_RUNS, or 0 when some of it cannot be served so (it lies in grains
+ * checked by sums, is read by libvmdk, is zeroed or split across levels).
+ * The fds are the stack's: valid while it lives. */
+gboolean vcf_stack_map_range(VcfStack *stack, guint64 offset, gsize len, VcfRun *runs,
+                             guint max, guint *n_runs, GError **error);
 /* Whether some level holds a byte of unit UNIT (offset / VCF_GRAIN_SIZE):
  * *HELD. A libvmdk level holds everything. */
 gboolean vcf_stack_holds(VcfStack *stack, guint64 unit, gboolean *held, GError **error);

@@ -3,6 +3,8 @@
 #include "config.h"
 #include "clone.h"
 #include "clone-rename.h"
+#include "clone-store.h"
+#include "disk.h"
 #include "fileutil.h"
 #include "vcf-error.h"
 #include "vmx.h"
@@ -12,6 +14,8 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char *dir;
@@ -180,6 +184,51 @@ START_TEST(refusals_leave_no_trace)
     g_rmdir(lck);
     g_autoptr(GBytes) after = test_read_file(vmx);
     ck_assert(g_bytes_equal(before, after));
+}
+END_TEST
+
+/* VixVM_Clone: a suspended VM clones full only, from its disks as they
+ * are, with nothing of it changed; its clone is no source until full, and
+ * a change under it breaks its disk (EIO), found once. */
+START_TEST(suspended_vm_clones_full_only)
+{
+    g_autofree char *vmss = g_build_filename(libdir, "Ubuntu", "Ubuntu-1.vmss", NULL);
+    g_autofree char *vmx = g_build_filename(libdir, "Ubuntu", "Ubuntu.vmx", NULL);
+    g_autofree char *vmdk = g_build_filename(libdir, "Ubuntu", "Ubuntu.vmdk", NULL);
+    ck_assert(g_file_set_contents(vmss, "memory", -1, NULL));
+    g_autoptr(GBytes) before = test_read_file(vmx);
+    expect_refused("Ubuntu", "l1", EBUSY);
+    GError *error = NULL;
+    VcfClone *opened = NULL;
+    g_autoptr(VcfJob) job = vcf_clone_create_job(lib, "Ubuntu", "s1", NULL, TRUE, 1, &opened,
+                                                 NULL, NULL);
+    ck_assert_msg(vcf_job_wait(job, &error), "%s", error ? error->message : "");
+    ck_assert(opened != NULL);
+    assert_disk_is(opened, 0, vmdk);
+    g_autoptr(GBytes) after = test_read_file(vmx);
+    ck_assert(g_bytes_equal(before, after));
+    g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(lib, "s1", &error);
+    ck_assert(info != NULL);
+    ck_assert_str_eq(info->type, "full");
+    ck_assert_str_eq(info->state, "copying");
+    ck_assert(info->base_snapshot == NULL);
+    expect_refused("s1", "x1", EBUSY);
+    /* Its disk is read as it was: a new mtime breaks it, once. */
+    VcfDisk *d = vcf_clone_get_disk(opened, 0);
+    gboolean found;
+    ck_assert(vcf_disk_check_parent(d, &found, NULL) && !found);
+    struct timespec t[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = 1000000000 } };
+    ck_assert_int_eq(utimensat(AT_FDCWD, vmdk, t, 0), 0);
+    ck_assert(!vcf_disk_check_parent(d, &found, &error) && found);
+    ck_assert_msg(strstr(error->message, "changed outside vmclonefs") != NULL, "%s",
+                  error->message);
+    g_clear_error(&error);
+    ck_assert(!vcf_disk_check_parent(d, &found, NULL) && !found);
+    guint8 buf[512];
+    ck_assert(!vcf_disk_read(d, buf, sizeof buf, 0, &error));
+    ck_assert_int_eq(error->code, EIO);
+    g_clear_error(&error);
+    ck_assert(vcf_clone_close(opened, NULL));
 }
 END_TEST
 
@@ -359,6 +408,7 @@ int main(void)
     tcase_add_test(tc, job_makes_linked_clone);
     tcase_add_test(tc, snapshot_source);
     tcase_add_test(tc, refusals_leave_no_trace);
+    tcase_add_test(tc, suspended_vm_clones_full_only);
     tcase_add_test(tc, leftovers_of_a_crash_are_removed);
     tcase_add_test(tc, rename_moves_everything);
     tcase_add_test(tc, interrupted_rename_recovers);

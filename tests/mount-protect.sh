@@ -70,7 +70,11 @@ qemu-io -c "write -P 0x5a 1M 64k" "$MNT_U/Ubuntu-000001.vmdk" >/dev/null ||
 raw_of "$LIB/Ubuntu/Ubuntu-000001.vmdk" "$T/vm.raw"
 cmp -s -n 65536 -i "$((1024 * 1024)):0" "$T/vm.raw" <(perl -e 'print "\x5a" x 65536') ||
     fail "the write into the VM's delta did not land"
-touch "$MNT_U/Ubuntu.vmdk" || fail "touch (times only) of a protected disk"
+# A new mtime would be a change the clone cannot tell from new bytes: refused.
+expect_err "touch of a protected disk" "Read-only file system" touch "$MNT_U/Ubuntu.vmdk"
+expect_err "utimensat of a protected disk" "Device or resource busy" \
+    perl -e 'utime(1e9, 1e9, $ARGV[0]) or die "$!\n"' "$MNT_U/Ubuntu.vmdk"
+expect_log "utimensat of a protected disk" 'Ubuntu.vmdk' 'another modification time'
 
 # The file's bytes are the same, the clone still reads them.
 [ "$(sha "$LIB/Ubuntu/Ubuntu.vmdk")" = "$sum_u" ] || fail "Ubuntu.vmdk changed"
@@ -179,6 +183,23 @@ for a in alias.bin alias2.bin; do
 done
 [ "$(sha "$LIB/TwoDisks/TwoDisks.vmdk")" = "$sum_d0" ] || soft_fail "TwoDisks.vmdk changed through a hard link"
 [ "$(stat -c %s "$LIB/TwoDisks/TwoDisks.vmdk")" = "$size_d0" ] || soft_fail "TwoDisks.vmdk was truncated"
+
+# ---- a parent changed outside the mount (a snapshot consolidated, a VM
+# run on it in VMware): the clone says it is broken and answers EIO, never
+# old and new bytes mixed
+mkdir "$C/Chain@Configured/w1" || fail "mkdir w1"
+W=$C/Chain@Configured/w1/w1-flat.vmdk
+raw_of "$LIB/Chain/Chain-000001.vmdk" "$T/configured.raw"
+same_bytes "$W" "$T/configured.raw" "w1 before its parent changes"
+[ "$(attr "$C/Chain@Configured/w1" state)" = linked ] || fail "w1 is $(attr "$C/Chain@Configured/w1" state)"
+qemu-io -f vmdk -c "write -P 90 0 64k" "$LIB/Chain/Chain-000001.vmdk" >/dev/null
+wait_state "$C/Chain@Configured/w1" broken 15
+attr "$C/Chain@Configured/w1" error | grep -q 'Chain-000001.vmdk.*changed outside vmclonefs' ||
+    fail "w1's error does not name the changed file: $(attr "$C/Chain@Configured/w1" error)"
+expect_log "a parent changed" 'clone w1 is broken' 'Chain-000001.vmdk'
+cat "$W" >/dev/null 2>"$T/cat.err" && fail "w1 read after its parent changed under it"
+grep -q 'Input/output error' "$T/cat.err" || fail "reading w1: $(cat "$T/cat.err")"
+rmdir "$C/Chain@Configured/w1" || fail "rmdir of the broken w1"
 
 unmount_lib
 finish_soft_fails
