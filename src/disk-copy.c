@@ -9,16 +9,12 @@
  * compared with what was read below before the stripe is let go. */
 #include "config.h"
 #include "disk-private.h"
+#include "fileutil.h"
 #include "grain-sums.h"
 #include "vcf-error.h"
 
 #include <errno.h>
 #include <string.h>
-
-static gboolean all_zero(const guint8 *buf, gsize len)
-{
-    return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
-}
 
 gint64 vcf_disk_get_written_at(VcfDisk *d)
 {
@@ -137,7 +133,7 @@ static gboolean copy_locked(VcfDisk *d, guint64 first, guint n, guint *held, gsi
     for (guint i = 0; i < n; i++) {
         const guint8 *g = buf + (gsize)i * VCF_GRAIN_SIZE;
         /* All zeros reads as zeros standalone too: no space for it. */
-        if (want[i] && !all_zero(g, VCF_GRAIN_SIZE)
+        if (want[i] && !vcf_all_zero(g, VCF_GRAIN_SIZE)
             && !copy_one(d, first + i, g, back, copied, error))
             return FALSE;
     }
@@ -168,7 +164,7 @@ static gboolean check_copied(VcfDisk *d, guint64 from, guint64 to, GError **erro
             continue;
         if (!read_below_unit(d, u, buf, error))
             return FALSE;
-        if (!all_zero(buf, VCF_GRAIN_SIZE)) {
+        if (!vcf_all_zero(buf, VCF_GRAIN_SIZE)) {
             g_set_error(error, VCF_ERROR, EIO, "%s: grain %" G_GUINT64_FORMAT " (disk offset %"
                         G_GUINT64_FORMAT ") holds data below but was not copied", d->path, u,
                         u * VCF_GRAIN_SIZE);

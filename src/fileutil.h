@@ -1,6 +1,7 @@
 /* Small file helpers shared by the core. */
 #pragma once
 #include <glib.h>
+#include <string.h>
 
 /* Writes DATA to PATH so that a crash leaves either the old or the new file:
  * a temporary file in the same folder, fsync, rename over PATH, fsync of the
@@ -21,6 +22,11 @@ gboolean vcf_pwrite_all(int fd, const void *buf, gsize len, guint64 off,
  * file. -1 with VCF_ERROR/EIO naming PATH and the offset. */
 gssize vcf_pread_all(int fd, void *buf, gsize len, guint64 off,
                      const char *path, GError **error);
+/* Whether LEN bytes at BUF are all zeros. */
+static inline gboolean vcf_all_zero(const guint8 *buf, gsize len)
+{
+    return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
+}
 /* Removes PATH and everything under it; symbolic links are removed, never
  * followed. Stops at the first failure, and refuses trees more than 64
  * folders deep (ELOOP) rather than recurse without bound. */

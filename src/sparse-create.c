@@ -70,6 +70,7 @@ static VcfSparse *write_new(const char *path, const VcfSparseParams *p,
     };
     s->gt_start = gt * SECTOR;
     s->next_sector = overhead;
+    s->fresh_from = overhead;
     if (strlen(s->descriptor) >= DESC_SECTORS * SECTOR) {
         g_set_error(error, VCF_ERROR, EINVAL, "%s: parent name too long for the descriptor", path);
         goto fail;

@@ -19,6 +19,8 @@ struct VcfSparse {
     VcfTable *gt;               /* every GT entry, grain order */
     VcfGrainSums *sums;
     guint64 next_sector;        /* where the next new grain goes */
+    guint64 fresh_from;         /* sectors from here on were never handed out: they
+                                 * lie past the end the file had at open, zeros */
     char *descriptor;           /* the embedded descriptor text (meta once open) */
     VcfGeometry geometry;       /* from the descriptor; never changes */
     guint32 cid;                /* atomic: renewed by the first write of a session */
@@ -43,3 +45,12 @@ guint32 vcf_sparse_random_cid(void);
  * the file, ENOSPC for a full disk, EIO otherwise. */
 gboolean vcf_sparse_write_header(VcfSparse *s, GError **error);
 gboolean vcf_sparse_sync_fd(VcfSparse *s, GError **error);
+/* LEN bytes of BUF at OFF: errors as vcf_pwrite_all. */
+gboolean vcf_sparse_pwrite(VcfSparse *s, const void *buf, gsize len, guint64 off,
+                           GError **error);
+/* A new CID in the embedded descriptor, written (not synced). */
+gboolean vcf_sparse_write_new_cid(VcfSparse *s, guint32 cid, GError **error);
+/* GRAIN's table entry (a sector, 0 or 1), read and set atomically; setting
+ * marks the table page dirty. meta held to set. */
+guint32 vcf_sparse_gte(const VcfSparse *s, guint64 grain);
+void vcf_sparse_set_gte(VcfSparse *s, guint64 grain, guint32 sector);

@@ -19,8 +19,8 @@
 
 static int io_errno(int e) { return e == ENOSPC || e == EDQUOT ? ENOSPC : EIO; }
 
-static gboolean pwrite_all(VcfSparse *s, const void *buf, gsize len,
-                           guint64 off, GError **error)
+gboolean vcf_sparse_pwrite(VcfSparse *s, const void *buf, gsize len, guint64 off,
+                           GError **error)
 {
     return vcf_pwrite_all(s->fd, buf, len, off, s->path, error);
 }
@@ -46,7 +46,7 @@ gboolean vcf_sparse_write_header(VcfSparse *s, GError **error)
 {
     VcfSparseHeader le;
     vcf_sparse_header_to_le(&s->header, &le);
-    return pwrite_all(s, &le, sizeof le, 0, error);
+    return vcf_sparse_pwrite(s, &le, sizeof le, 0, error);
 }
 
 /* ---- the embedded descriptor ------------------------------------------ */
@@ -63,7 +63,7 @@ static gboolean write_descriptor(VcfSparse *s, char *text, GError **error)
     }
     g_autofree char *block = g_malloc0(room);
     memcpy(block, text, strlen(text));
-    if (!pwrite_all(s, block, room, s->header.desc_offset * SECTOR, error)) {
+    if (!vcf_sparse_pwrite(s, block, room, s->header.desc_offset * SECTOR, error)) {
         g_free(text);
         return FALSE;
     }
@@ -75,7 +75,7 @@ static gboolean write_descriptor(VcfSparse *s, char *text, GError **error)
 /* Rewrites the CID= line in place: VMware and qemu give a disk a new CID
  * when its contents first change, so children made from the old contents
  * can tell. */
-static gboolean write_new_cid(VcfSparse *s, guint32 cid, GError **error)
+gboolean vcf_sparse_write_new_cid(VcfSparse *s, guint32 cid, GError **error)
 {
     g_auto(GStrv) lines = g_strsplit(s->descriptor, "\n", -1);
     for (char **l = lines; *l != NULL; l++) {
@@ -267,6 +267,7 @@ static gboolean load_tables(VcfSparse *s, guint64 file_size, GError **error)
     /* Append after everything referenced and after whatever a crash left
      * at the end of the file (unreferenced but harmless). */
     s->next_sector = MAX(end, (file_sectors + GRAIN_SECTORS - 1) / GRAIN_SECTORS * GRAIN_SECTORS);
+    s->fresh_from = s->next_sector;
     return TRUE;
 }
 
@@ -356,14 +357,14 @@ guint32 vcf_sparse_get_parent_cid(const VcfSparse *s) { return s->parent_cid; }
 const char *vcf_sparse_get_parent_hint(const VcfSparse *s) { return s->parent_hint; }
 guint64 vcf_sparse_get_recovered_grains(const VcfSparse *s) { return s->recovered; }
 
-static guint32 gte(const VcfSparse *s, guint64 grain)
+guint32 vcf_sparse_gte(const VcfSparse *s, guint64 grain)
 {
     /* The table is page-aligned, so every entry is an aligned 32-bit word. */
     gint *entry = (gint *)(void *)(vcf_table_data(s->gt) + grain * 4);
     return GUINT32_FROM_LE((guint32)g_atomic_int_get(entry));
 }
 
-static void set_gte(VcfSparse *s, guint64 grain, guint32 sector)
+void vcf_sparse_set_gte(VcfSparse *s, guint64 grain, guint32 sector)
 {
     gint *entry = (gint *)(void *)(vcf_table_data(s->gt) + grain * 4);
     g_atomic_int_set(entry, (gint)GUINT32_TO_LE(sector));
@@ -373,7 +374,7 @@ static void set_gte(VcfSparse *s, guint64 grain, guint32 sector)
 VcfGrainState vcf_sparse_grain_state(const VcfSparse *s, guint64 grain)
 {
     g_return_val_if_fail(grain < s->n_grains, VCF_GRAIN_ABSENT);
-    guint32 sec = gte(s, grain);
+    guint32 sec = vcf_sparse_gte(s, grain);
     if (sec == 0)
         return VCF_GRAIN_ABSENT;
     if (sec == 1 && (s->header.flags & FLAG_ZERO_GRAIN))
@@ -392,7 +393,7 @@ guint64 vcf_sparse_count_grains(const VcfSparse *s)
 gboolean vcf_sparse_is_empty(const VcfSparse *s)
 {
     for (guint64 g = 0; g < s->n_grains; g++)
-        if (gte(s, g) != 0)
+        if (vcf_sparse_gte(s, g) != 0)
             return FALSE;
     return TRUE;
 }
@@ -400,7 +401,7 @@ gboolean vcf_sparse_is_empty(const VcfSparse *s)
 gboolean vcf_sparse_read_grain(VcfSparse *s, guint64 grain, void *buf,
                                GError **error)
 {
-    guint64 off = (guint64)gte(s, grain) * SECTOR;
+    guint64 off = (guint64)vcf_sparse_gte(s, grain) * SECTOR;
     gssize n = pread_full(s, buf, VCF_GRAIN_SIZE, off, error);
     if (n < 0)
         return FALSE;
@@ -418,134 +419,6 @@ gboolean vcf_sparse_read_grain(VcfSparse *s, guint64 grain, void *buf,
                     s->path, grain, grain * VCF_GRAIN_SIZE, off);
         return FALSE;
     }
-    return TRUE;
-}
-
-/* The first write of a session renews the CID and marks the store unclean,
- * durably, before any grain changes. */
-static gboolean start_session(VcfSparse *s, GError **error)
-{
-    if (s->session_started)
-        return TRUE;
-    s->header.unclean_shutdown = 1;
-    if (!write_new_cid(s, vcf_sparse_random_cid(), error) || !vcf_sparse_write_header(s, error)
-        || !vcf_sparse_sync_fd(s, error))
-        return FALSE;
-    s->session_started = TRUE;
-    return TRUE;
-}
-
-/* Under meta: the session, and the grain's place: its own sector if the
- * store holds it (*STORED), else a new one at the end. */
-static gboolean place_grain(VcfSparse *s, guint64 grain, gboolean *stored, guint64 *sector,
-                            GError **error)
-{
-    g_mutex_lock(&s->meta);
-    *stored = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_DATA;
-    *sector = *stored ? gte(s, grain) : s->next_sector;
-    gboolean ok = start_session(s, error);
-    if (ok && !*stored) {
-        if (s->next_sector + GRAIN_SECTORS > G_MAXUINT32) {
-            g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
-            ok = FALSE;
-        } else {
-            s->next_sector += GRAIN_SECTORS;
-        }
-    }
-    g_mutex_unlock(&s->meta);
-    return ok;
-}
-
-/* A new grain's place whose data did not land: the last place handed out
- * is handed out again, so writes retried on a full disk do not grow the
- * file a grain each time. Any other stays unused, pointed at by nothing. */
-static void unplace_grain(VcfSparse *s, guint64 sector)
-{
-    g_mutex_lock(&s->meta);
-    if (s->next_sector == sector + GRAIN_SECTORS)
-        s->next_sector = sector;
-    g_mutex_unlock(&s->meta);
-}
-
-/* The grain's data (BUF, whole) is at SECTOR: its entry and sum go in. */
-static void publish_grain(VcfSparse *s, guint64 grain, gboolean stored, guint64 sector,
-                          const void *buf)
-{
-    guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE);
-    g_mutex_lock(&s->meta);
-    if (!stored)
-        set_gte(s, grain, (guint32)sector);
-    vcf_grain_sums_set(s->sums, grain, sum);
-    s->data_unsynced = TRUE;
-    g_mutex_unlock(&s->meta);
-}
-
-gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
-                                gsize from, gsize len, GError **error)
-{
-    g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
-    g_return_val_if_fail(from + len <= VCF_GRAIN_SIZE, FALSE);
-    gboolean stored;
-    guint64 sector;
-    if (!place_grain(s, grain, &stored, &sector, error))
-        return FALSE;
-    /* The data, unlocked: other grains are written meanwhile. A new grain
-     * is found by readers only once its entry is set, after the data. */
-    gboolean ok = stored
-        ? pwrite_all(s, (const guint8 *)buf + from, len, sector * SECTOR + from, error)
-        : pwrite_all(s, buf, VCF_GRAIN_SIZE, sector * SECTOR, error);
-    if (!ok) {
-        if (!stored)
-            unplace_grain(s, sector);
-        return FALSE;
-    }
-    publish_grain(s, grain, stored, sector, buf);
-    return TRUE;
-}
-
-/* LEN bytes from SRC at FROM to the store at TO, in the file system where
- * it can (copy_file_range: reflinks on XFS and btrfs, server-side copies
- * on NFS 4.2 and CephFS). FALSE when it cannot; *ERRNUM then says why. */
-static gboolean copy_range(VcfSparse *s, int src, guint64 from, guint64 to, gsize len,
-                           int *errnum)
-{
-    loff_t in = (loff_t) from, out = (loff_t) to;
-    while (len > 0) {
-        ssize_t n = copy_file_range(src, &in, s->fd, &out, len, 0);
-        if (n <= 0) {
-            *errnum = n < 0 ? errno : EIO;
-            return FALSE;
-        }
-        len -= (gsize) n;
-    }
-    return TRUE;
-}
-
-gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
-                               const void *buf, gboolean *offloaded, GError **error)
-{
-    *offloaded = FALSE;
-    g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
-    /* Blocks are shared only where both offsets are block-aligned. */
-    if (src < 0 || at % 4096 != 0 || vcf_sparse_grain_state(s, grain) != VCF_GRAIN_ABSENT)
-        return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
-    gboolean stored;
-    guint64 sector;
-    if (!place_grain(s, grain, &stored, &sector, error))
-        return FALSE;
-    int e = 0;
-    if (!copy_range(s, src, at, sector * SECTOR, VCF_GRAIN_SIZE, &e)) {
-        unplace_grain(s, sector);
-        if (e == ENOSPC || e == EDQUOT) {
-            g_set_error(error, VCF_ERROR, ENOSPC, "%s: copying a grain in: %s", s->path,
-                        g_strerror(e));
-            return FALSE;
-        }
-        /* Another file system, or one that cannot: written as usual. */
-        return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
-    }
-    publish_grain(s, grain, stored, sector, buf);
-    *offloaded = TRUE;
     return TRUE;
 }
 

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define G VCF_GRAIN_SIZE
@@ -98,6 +100,45 @@ START_TEST(write_reopen_read)
     ck_assert_int_eq(vcf_sparse_grain_state(s, 1), VCF_GRAIN_ABSENT);
     ck_assert_uint_eq(vcf_sparse_count_grains(s), 3);
     ck_assert_uint_eq(vcf_sparse_get_recovered_grains(s), 0);
+    close_ok(s);
+}
+END_TEST
+
+/* A new grain that is mostly zeros (a small write where no layer below
+ * holds data) is written as its data only: the rest of its place is a hole
+ * in the file, reads as zeros, and the file still holds the whole grain
+ * (qemu-img checks and reads it). A place used before is written whole. */
+START_TEST(mostly_zero_grain_leaves_holes)
+{
+    guint8 a[G], z[G];
+    fill(a, 5);
+    memset(z, 0, G);
+    memcpy(z + 8192, a, 4096);                      /* 4 KiB of data at 8 KiB */
+    VcfSparse *s = create();
+    write_grain(s, 127, z);                         /* the file's last grain */
+    assert_grain(s, 127, z);
+    close_ok(s);
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    off_t start = st.st_size - G;                   /* the grain is the file's end */
+    off_t data = lseek(fd, start, SEEK_DATA);
+    close(fd);
+    ck_assert_msg(data >= start + 8192, "the grain's zeros were written (data at %jd, "
+                  "grain at %jd)", (intmax_t)data, (intmax_t)start);
+    const char *check[] = { "qemu-img", "check", "-f", "vmdk", path, NULL };
+    ck_assert_int_eq(test_run(check, NULL), 0);
+    g_autofree char *raw = g_build_filename(dir, "out.raw", NULL);
+    const char *conv[] = { "qemu-img", "convert", "-f", "vmdk", "-O", "raw", path, raw, NULL };
+    ck_assert_int_eq(test_run(conv, NULL), 0);
+    g_autoptr(GBytes) bytes = test_read_file(raw);
+    ck_assert_uint_eq(g_bytes_get_size(bytes), DISK);
+    ck_assert(memcmp((const guint8 *)g_bytes_get_data(bytes, NULL) + 127 * G, z, G) == 0);
+    s = reopen();
+    assert_grain(s, 127, z);
+    write_grain(s, 3, z);                           /* again after a reopen */
+    assert_grain(s, 3, z);
     close_ok(s);
 }
 END_TEST
@@ -306,6 +347,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, write_reopen_read);
     tcase_add_test(tc, qemu_reads_store);
+    tcase_add_test(tc, mostly_zero_grain_leaves_holes);
     tcase_add_test(tc, crash_before_sync_keeps_old);
     tcase_add_test(tc, crash_after_rewrite_recovers_sums);
     tcase_add_test(tc, corrupt_grain_is_eio);

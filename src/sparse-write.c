@@ -1,0 +1,168 @@
+/* A store's writes: where a grain goes, its data, then its table entry
+ * and sum (published only once the data is written, so that readers and
+ * a crash never see an entry before its data); and grains copied in file
+ * to file. The tables and sums reach the disk in vcf_sparse_sync. */
+#include "config.h"
+#include "sparse.h"
+#include "sparse-private.h"
+#include "fileutil.h"
+#include "grain-sums.h"
+#include "vcf-error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+/* The first write of a session renews the CID and marks the store unclean,
+ * durably, before any grain changes. */
+static gboolean start_session(VcfSparse *s, GError **error)
+{
+    if (s->session_started)
+        return TRUE;
+    s->header.unclean_shutdown = 1;
+    if (!vcf_sparse_write_new_cid(s, vcf_sparse_random_cid(), error)
+        || !vcf_sparse_write_header(s, error) || !vcf_sparse_sync_fd(s, error))
+        return FALSE;
+    s->session_started = TRUE;
+    return TRUE;
+}
+
+/* Under meta: the session, and the grain's place: its own sector if the
+ * store holds it (*STORED), else a new one at the end; *FRESH (may be
+ * NULL) when that was never handed out before, so reads as zeros. */
+static gboolean place_grain(VcfSparse *s, guint64 grain, gboolean *stored, guint64 *sector,
+                            gboolean *fresh, GError **error)
+{
+    g_mutex_lock(&s->meta);
+    *stored = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_DATA;
+    *sector = *stored ? vcf_sparse_gte(s, grain) : s->next_sector;
+    if (fresh != NULL)
+        *fresh = !*stored && *sector >= s->fresh_from;
+    gboolean ok = start_session(s, error);
+    if (ok && !*stored) {
+        if (s->next_sector + GRAIN_SECTORS > G_MAXUINT32) {
+            g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
+            ok = FALSE;
+        } else {
+            s->next_sector += GRAIN_SECTORS;
+            s->fresh_from = MAX(s->fresh_from, s->next_sector);
+        }
+    }
+    g_mutex_unlock(&s->meta);
+    return ok;
+}
+
+/* A new grain's place whose data did not land: the last place handed out
+ * is handed out again, so writes retried on a full disk do not grow the
+ * file a grain each time. Any other stays unused, pointed at by nothing. */
+static void unplace_grain(VcfSparse *s, guint64 sector)
+{
+    g_mutex_lock(&s->meta);
+    if (s->next_sector == sector + GRAIN_SECTORS)
+        s->next_sector = sector;
+    g_mutex_unlock(&s->meta);
+}
+
+/* The grain's data (BUF, whole) is at SECTOR: its entry and sum go in. */
+static void publish_grain(VcfSparse *s, guint64 grain, gboolean stored, guint64 sector,
+                          const void *buf)
+{
+    guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE);
+    g_mutex_lock(&s->meta);
+    if (!stored)
+        vcf_sparse_set_gte(s, grain, (guint32)sector);
+    vcf_grain_sums_set(s->sums, grain, sum);
+    s->data_unsynced = TRUE;
+    g_mutex_unlock(&s->meta);
+}
+
+/* A new grain's data in a place never used, which reads as zeros: its
+ * zero blocks at either end are left unwritten (holes), so that a 4 KiB
+ * write into a grain no layer below holds writes 4 KiB and a sector, not
+ * 64 KiB. The sector: the grain's last, so that the file reaches the
+ * grain's end (a grain must lie inside it); a write cannot shrink it. */
+#define ZERO_BLOCK 4096u
+static gboolean write_fresh(VcfSparse *s, const guint8 *buf, guint64 sector, GError **error)
+{
+    static const guint8 zeros[SECTOR];
+    gsize lo = 0, hi = VCF_GRAIN_SIZE;
+    while (lo < hi && vcf_all_zero(buf + lo, ZERO_BLOCK))
+        lo += ZERO_BLOCK;
+    while (hi > lo && vcf_all_zero(buf + hi - ZERO_BLOCK, ZERO_BLOCK))
+        hi -= ZERO_BLOCK;
+    guint64 at = sector * SECTOR;
+    if (hi < VCF_GRAIN_SIZE
+        && !vcf_sparse_pwrite(s, zeros, SECTOR, at + VCF_GRAIN_SIZE - SECTOR, error))
+        return FALSE;
+    return lo == hi || vcf_sparse_pwrite(s, buf + lo, hi - lo, at + lo, error);
+}
+
+gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
+                                gsize from, gsize len, GError **error)
+{
+    g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
+    g_return_val_if_fail(from + len <= VCF_GRAIN_SIZE, FALSE);
+    gboolean stored, fresh;
+    guint64 sector;
+    if (!place_grain(s, grain, &stored, &sector, &fresh, error))
+        return FALSE;
+    /* The data, unlocked: other grains are written meanwhile. A new grain
+     * is found by readers only once its entry is set, after the data. */
+    gboolean ok = stored ? vcf_sparse_pwrite(s, (const guint8 *)buf + from, len,
+                                      sector * SECTOR + from, error)
+        : fresh ? write_fresh(s, buf, sector, error)
+        : vcf_sparse_pwrite(s, buf, VCF_GRAIN_SIZE, sector * SECTOR, error);
+    if (!ok) {
+        if (!stored)
+            unplace_grain(s, sector);
+        return FALSE;
+    }
+    publish_grain(s, grain, stored, sector, buf);
+    return TRUE;
+}
+
+/* LEN bytes from SRC at FROM to the store at TO, in the file system where
+ * it can (copy_file_range: reflinks on XFS and btrfs, server-side copies
+ * on NFS 4.2 and CephFS). FALSE when it cannot; *ERRNUM then says why. */
+static gboolean copy_range(VcfSparse *s, int src, guint64 from, guint64 to, gsize len,
+                           int *errnum)
+{
+    loff_t in = (loff_t) from, out = (loff_t) to;
+    while (len > 0) {
+        ssize_t n = copy_file_range(src, &in, s->fd, &out, len, 0);
+        if (n <= 0) {
+            *errnum = n < 0 ? errno : EIO;
+            return FALSE;
+        }
+        len -= (gsize) n;
+    }
+    return TRUE;
+}
+
+gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
+                               const void *buf, gboolean *offloaded, GError **error)
+{
+    *offloaded = FALSE;
+    g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
+    /* Blocks are shared only where both offsets are block-aligned. */
+    if (src < 0 || at % 4096 != 0 || vcf_sparse_grain_state(s, grain) != VCF_GRAIN_ABSENT)
+        return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
+    gboolean stored;
+    guint64 sector;
+    if (!place_grain(s, grain, &stored, &sector, NULL, error))
+        return FALSE;
+    int e = 0;
+    if (!copy_range(s, src, at, sector * SECTOR, VCF_GRAIN_SIZE, &e)) {
+        unplace_grain(s, sector);
+        if (e == ENOSPC || e == EDQUOT) {
+            g_set_error(error, VCF_ERROR, ENOSPC, "%s: copying a grain in: %s", s->path,
+                        g_strerror(e));
+            return FALSE;
+        }
+        /* Another file system, or one that cannot: written as usual. */
+        return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
+    }
+    publish_grain(s, grain, stored, sector, buf);
+    *offloaded = TRUE;
+    return TRUE;
+}
