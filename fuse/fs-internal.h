@@ -134,6 +134,14 @@ gboolean source_full_locked(VcfMount *m, const char *source);
  * snapshot (its disks are in use): EBUSY saying so. */
 gboolean full_allowed(VcfMount *m, const char *source, GError **error);
 
+/* ---- what the kernel caches of flat disks (flat-cache.c) ---- */
+/* A handle on flat disk N opened with FLAGS: whether it bypasses the
+ * kernel's page cache (FOPEN_DIRECT_IO), and *KEEP: whether the kernel may
+ * keep the pages it has. m->lock held. */
+gboolean flat_cache_opened_locked(Node *n, int flags, gboolean *keep);
+/* Its release (N may be NULL: forgotten). m->lock held. */
+void flat_cache_closed_locked(Node *n, gboolean direct);
+
 /* ---- full clones (copies.c) ---- */
 /* Starts (or resumes) the copy of open clone NAME. m->ns_lock held. */
 gboolean copy_start(VcfMount *m, const char *name, OpenClone *oc, GError **error);

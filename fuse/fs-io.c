@@ -22,6 +22,9 @@ typedef struct {
     gsize text_len;
     char *generated;     /* NODE_DESC opened for writing: the text as made */
     char *clone;         /* for messages */
+    fuse_ino_t ino;      /* NODE_FLAT */
+    gboolean direct;     /* NODE_FLAT opened with FOPEN_DIRECT_IO (flat-cache.c) */
+    gboolean keep;       /* NODE_FLAT: the kernel may keep what it cached */
 } Handle;
 
 #define HANDLE(fi) ((Handle *)(uintptr_t)(fi)->fh)
@@ -57,8 +60,10 @@ static void watch_writes(VcfMount *m, Handle *h, const char *real, const char *p
 static void handle_drop(VcfMount *m, Handle *h)
 {
     g_mutex_lock(&m->lock);
-    if (h->oc != NULL)
+    if (h->oc != NULL) {
         h->oc->handles--;
+        flat_cache_closed_locked(node_get(&m->nodes, h->ino), h->direct);
+    }
     g_hash_table_remove(m->open_files, h);
     g_mutex_unlock(&m->lock);
     handle_free(h);
@@ -133,7 +138,7 @@ static void reply_handle(fuse_req_t req, VcfMount *m, struct fuse_file_info *fi,
     /* Only we change a clone's disk and a protected parent, so what the
      * kernel cached stays true between opens. A descriptor's CID changes
      * when the store starts a session: no cache for it. */
-    fi->keep_cache = immutable || h->kind == NODE_FLAT;
+    fi->keep_cache = immutable || (h->kind == NODE_FLAT && h->keep);
     handle_keep(m, h);
     if (fuse_reply_open(req, fi) == -ENOENT)
         handle_drop(m, h);   /* the open was interrupted: nobody will release it */
@@ -181,6 +186,9 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             if (n->disk < vcf_clone_n_disks(h->oc->clone)) {
                 h->disk = vcf_clone_get_disk(h->oc->clone, n->disk);
                 h->oc->handles++;
+                h->ino = ino;
+                h->direct = flat_cache_opened_locked(n, fi->flags, &h->keep);
+                fi->direct_io = h->direct;
                 h->clone = g_strdup(n->clone);
             } else {
                 err = ENOENT;
@@ -476,10 +484,11 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     }
     size = MIN(size, disk_size - off);
     GError *error = NULL;
-    if (!vcf_disk_write(h->disk, buf, size, off, &error))
+    if (!vcf_disk_write(h->disk, buf, size, off, &error)) {
         reply_disk_error(req, h, error);
-    else
-        fuse_reply_write(req, size);
+        return;
+    }
+    fuse_reply_write(req, size);
 }
 
 void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

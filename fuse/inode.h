@@ -37,6 +37,12 @@ typedef struct {
     char *stem;       /* NODE_DESC, NODE_FLAT: "NAME" or "NAME_1" */
     guint disk;       /* NODE_DESC, NODE_FLAT: index in the clone */
     guint64 nlookup;
+    /* NODE_FLAT, what the kernel caches of it (flat-cache.c): handles open
+     * with its page cache and without (FOPEN_DIRECT_IO), and whether one
+     * without was opened since the last cached open. */
+    guint cached_opens;
+    guint direct_opens;
+    gboolean direct_written;
 } Node;
 
 typedef struct {
