@@ -276,11 +276,15 @@ fio_run() {
     direct=$(direct_flag "$file")
     tag=$rw-$bs-j$jobs-$who
     local log=$LOGS/fio-$tag.log
-    (( ${WARM:-0} )) || drop_caches
+    local warm_opts=()
+    # fio drops a file's page cache before a run unless told not to: the
+    # warm raw figure would be the device's.
+    if (( ${WARM:-0} )); then warm_opts=(--invalidate=0); else drop_caches; fi
     # fio splits --filename at ':' unless escaped (snapshot clones have one).
     if ! line=$(fio --name="$tag" --filename="${file//:/\\:}" --rw="$rw" --bs="$bs" \
             --numjobs="$jobs" --group_reporting --ioengine=psync --direct="$direct" \
-            --size="$DISK_BYTES" --output-format=terse --terse-version=3 "$@" 2>"$log"); then
+            --size="$DISK_BYTES" --output-format=terse --terse-version=3 "${warm_opts[@]}" "$@" \
+            2>"$log"); then
         printf 'fio failed on %s: %s\n' "$file" "$(tail -n 3 "$log")" >&2
         echo fail
         return 0
