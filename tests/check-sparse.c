@@ -75,6 +75,18 @@ static void assert_grain(VcfSparse *s, guint64 g, const guint8 *want)
     ck_assert(memcmp(got, want, G) == 0);
 }
 
+/* The store as qemu-img, an independent reader, sees it: it must pass
+ * qemu-img check, and this is its qemu-img convert to raw. */
+static GBytes *qemu_raw(void)
+{
+    const char *check[] = { "qemu-img", "check", "-f", "vmdk", path, NULL };
+    ck_assert_int_eq(test_run(check, NULL), 0);
+    g_autofree char *raw = g_build_filename(dir, "out.raw", NULL);
+    const char *conv[] = { "qemu-img", "convert", "-f", "vmdk", "-O", "raw", path, raw, NULL };
+    ck_assert_int_eq(test_run(conv, NULL), 0);
+    return test_read_file(raw);
+}
+
 static void close_ok(VcfSparse *s)
 {
     GError *error = NULL;
@@ -127,12 +139,7 @@ START_TEST(mostly_zero_grain_leaves_holes)
     close(fd);
     ck_assert_msg(data >= start + 8192, "the grain's zeros were written (data at %jd, "
                   "grain at %jd)", (intmax_t)data, (intmax_t)start);
-    const char *check[] = { "qemu-img", "check", "-f", "vmdk", path, NULL };
-    ck_assert_int_eq(test_run(check, NULL), 0);
-    g_autofree char *raw = g_build_filename(dir, "out.raw", NULL);
-    const char *conv[] = { "qemu-img", "convert", "-f", "vmdk", "-O", "raw", path, raw, NULL };
-    ck_assert_int_eq(test_run(conv, NULL), 0);
-    g_autoptr(GBytes) bytes = test_read_file(raw);
+    g_autoptr(GBytes) bytes = qemu_raw();
     ck_assert_uint_eq(g_bytes_get_size(bytes), DISK);
     ck_assert(memcmp((const guint8 *)g_bytes_get_data(bytes, NULL) + 127 * G, z, G) == 0);
     s = reopen();
@@ -154,12 +161,7 @@ START_TEST(qemu_reads_store)
     write_grain(s, 5, a);
     write_grain(s, 127, b);
     close_ok(s);
-    const char *check[] = { "qemu-img", "check", "-f", "vmdk", path, NULL };
-    ck_assert_int_eq(test_run(check, NULL), 0);
-    g_autofree char *raw = g_build_filename(dir, "out.raw", NULL);
-    const char *conv[] = { "qemu-img", "convert", "-f", "vmdk", "-O", "raw", path, raw, NULL };
-    ck_assert_int_eq(test_run(conv, NULL), 0);
-    g_autoptr(GBytes) bytes = test_read_file(raw);
+    g_autoptr(GBytes) bytes = qemu_raw();
     gsize len;
     const guint8 *d = g_bytes_get_data(bytes, &len);
     ck_assert_uint_eq(len, DISK);
