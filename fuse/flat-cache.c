@@ -18,8 +18,11 @@
 gboolean flat_cache_opened_locked(Node *n, int flags, gboolean *keep)
 {
     gboolean writer = (flags & O_ACCMODE) != O_RDONLY;
-    *keep = TRUE;   /* not used with FOPEN_DIRECT_IO */
+    *keep = TRUE;
     if ((writer && (flags & O_DIRECT) && n->cached_opens == 0) || n->direct_opens > 0) {
+        /* What cached opens kept goes (splice and sendfile on this
+         * handle still read through the page cache). */
+        *keep = n->direct_opens > 0;
         n->direct_opens++;
         n->direct_written = TRUE;
         return TRUE;

@@ -134,6 +134,22 @@ gboolean source_full_locked(VcfMount *m, const char *source);
  * snapshot (its disks are in use): EBUSY saying so. */
 gboolean full_allowed(VcfMount *m, const char *source, GError **error);
 
+/* ---- replies spliced from the layers' files (splice-reply.c) ---- */
+/* The largest request: see fs_init. */
+#define VCF_MAX_REQUEST (512 * 1024)
+#define SPLICE_MAX_RUNS 32
+typedef struct {
+    VcfMount *m;
+    fuse_req_t req;
+} SpliceReply;
+/* A VcfDiskRunsFunc: replies to the read with RUNS (DATA: a SpliceReply)
+ * when all of their bytes could be moved into a pipe; FALSE, with nothing
+ * replied, when a file failed or ended early: the read is then done the
+ * usual way, which says why. */
+gboolean splice_reply(const VcfRun *runs, guint n, gpointer data);
+/* Frees an idle pipe of m->pipes. */
+void splice_pipe_free(gpointer pipe);
+
 /* ---- what the kernel caches of flat disks (flat-cache.c) ---- */
 /* A handle on flat disk N opened with FLAGS: whether it bypasses the
  * kernel's page cache (FOPEN_DIRECT_IO), and *KEEP: whether the kernel may

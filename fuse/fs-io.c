@@ -312,37 +312,6 @@ static void reply_disk_error(fuse_req_t req, Handle *h, GError *error)
     reply_gerror(req, error);
 }
 
-/* A read served from the layers' files as they are: spliced into the
- * reply, not copied through here (what libfuse cannot splice it copies). */
-#define MAX_SPLICE_RUNS 32
-
-static void reply_runs(const VcfRun *runs, guint n, gpointer data)
-{
-    fuse_req_t req = data;
-    struct fuse_bufvec *bv = g_malloc0(sizeof *bv + n * sizeof bv->buf[0]);
-    g_autofree char *zeros = NULL;
-    gsize zero_len = 0;
-    for (guint i = 0; i < n; i++)
-        if (runs[i].fd < 0)
-            zero_len = MAX(zero_len, runs[i].len);
-    if (zero_len > 0)
-        zeros = g_malloc0(zero_len);
-    bv->count = n;
-    for (guint i = 0; i < n; i++) {
-        struct fuse_buf *b = &bv->buf[i];
-        b->size = runs[i].len;
-        if (runs[i].fd < 0) {
-            b->mem = zeros;
-        } else {
-            b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-            b->fd = runs[i].fd;
-            b->pos = (off_t)runs[i].at;
-        }
-    }
-    fuse_reply_data(req, bv, FUSE_BUF_SPLICE_MOVE);
-    g_free(bv);
-}
-
 void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
              struct fuse_file_info *fi)
 {
@@ -374,9 +343,10 @@ void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     size = MIN(size, disk_size - off);
     GError *error = NULL;
-    VcfRun runs[MAX_SPLICE_RUNS];
+    VcfRun runs[SPLICE_MAX_RUNS];
     gboolean served;
-    if (!vcf_disk_read_runs(h->disk, size, off, runs, MAX_SPLICE_RUNS, reply_runs, req,
+    SpliceReply sr = { VCF_MOUNT(req), req };
+    if (!vcf_disk_read_runs(h->disk, size, off, runs, SPLICE_MAX_RUNS, splice_reply, &sr,
                             &served, &error)) {
         reply_disk_error(req, h, error);
         return;
@@ -484,7 +454,10 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     }
     size = MIN(size, disk_size - off);
     GError *error = NULL;
-    if (!vcf_disk_write(h->disk, buf, size, off, &error)) {
+    /* With FOPEN_DIRECT_IO the kernel sends no fsync for an O_DSYNC or
+     * O_SYNC write (its flags say so): durable before it is answered. */
+    if (!vcf_disk_write(h->disk, buf, size, off, &error)
+        || (h->direct && (fi->flags & O_DSYNC) && !vcf_disk_sync(h->disk, &error))) {
         reply_disk_error(req, h, error);
         return;
     }

@@ -43,6 +43,8 @@ typedef struct {
     GHashTable *open_files; /* lock: the file handles the kernel holds */
     GHashTable *open_dirs;  /* lock: the folder listings the kernel holds */
     GHashTable *refusals;   /* lock: source -> why its last mkdir was refused */
+    GAsyncQueue *pipes;     /* its own lock: idle pipes for spliced replies (splice-reply.c) */
+    guint8 *zeros;          /* VCF_MAX_REQUEST zero bytes, never written */
     GHashTable *source_types; /* lock: source -> "full" or "linked", what mkdir there makes
                                * (its user.vmclonefs.type); absent: full_default */
     gint protect_gen;      /* atomic: bumped whenever protected grows */

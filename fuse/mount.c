@@ -260,6 +260,8 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     m->clones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, open_clone_free);
     m->closing = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->refusals = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    m->pipes = g_async_queue_new_full(splice_pipe_free);
+    m->zeros = g_malloc0(VCF_MAX_REQUEST);
     m->source_types = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->protected = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->protected_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -307,6 +309,8 @@ void vcf_mount_clear(VcfMount *m)
         g_hash_table_destroy(m->clones);   /* syncs and closes every disk */
         g_hash_table_destroy(m->closing);
         g_hash_table_destroy(m->refusals);
+        g_async_queue_unref(m->pipes);
+        g_free(m->zeros);
         g_hash_table_destroy(m->source_types);
         g_hash_table_destroy(m->protected);
         g_hash_table_destroy(m->protected_ids);

@@ -1,6 +1,5 @@
 /* The operations table, and the session's start and end. */
 #include "config.h"
-#define VCF_MAX_REQUEST (512 * 1024)
 #include "fs-internal.h"
 
 #include <stdlib.h>
@@ -12,10 +11,11 @@ static gpointer syncer_main(gpointer data);
 void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
     VcfMount *m = userdata;
-    /* Large requests: 1 MiB reads and writes where the kernel offers them
-     * (libfuse derives max_pages from max_write). */
+    /* Large requests where the kernel offers them (libfuse derives
+     * max_pages from max_write): 512 KiB, the most a reply spliced through
+     * a pipe of the default pipe-max-size (1 MiB) can hold. */
     conn->max_write = VCF_MAX_REQUEST;
-    conn->max_readahead = MIN(conn->max_readahead, 1024 * 1024u);
+    conn->max_readahead = MIN(conn->max_readahead, VCF_MAX_REQUEST);
     if (conn->capable & FUSE_CAP_SPLICE_WRITE)
         conn->want |= FUSE_CAP_SPLICE_WRITE;
     if (conn->capable & FUSE_CAP_ASYNC_READ)

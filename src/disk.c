@@ -304,7 +304,6 @@ gboolean vcf_disk_read_runs(VcfDisk *d, gsize len, guint64 offset, VcfRun *runs,
     *served = FALSE;
     if (!check_range(d, len, offset, error))
         return FALSE;
-    g_atomic_int_inc(&d->guest_ops);
     g_rw_lock_reader_lock(&d->lock);
     gboolean ok = vcf_disk_check_open(d, error);
     guint n = 0;
@@ -320,10 +319,9 @@ gboolean vcf_disk_read_runs(VcfDisk *d, gsize len, guint64 offset, VcfRun *runs,
     } else if (ok) {
         ok = vcf_stack_map_range(d->below, offset, len, runs, max, &n, error);
     }
-    if (ok && n > 0) {
-        func(runs, n, user_data);   /* under the lock: a freeze would close the fds */
-        *served = TRUE;
-    }
+    /* Under the lock: a freeze would close the fds. */
+    if (ok && n > 0 && (*served = func(runs, n, user_data)))
+        g_atomic_int_inc(&d->guest_ops);
 out:
     g_rw_lock_reader_unlock(&d->lock);
     return ok;

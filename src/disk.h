@@ -55,8 +55,8 @@ gboolean vcf_disk_write(VcfDisk *disk, const void *buf, gsize len,
  * all of it lies as it is in the layers' files and none of it in the
  * store (see vcf_stack_map_range): FUNC gets its runs (at most MAX, in
  * RUNS) and replies with them, while the disk keeps its files open, and
- * *SERVED is TRUE. Else *SERVED is FALSE: read it with vcf_disk_read. */
-typedef void (*VcfDiskRunsFunc)(const VcfRun *runs, guint n, gpointer user_data);
+ * *SERVED is what it returns. FALSE: read it with vcf_disk_read. */
+typedef gboolean (*VcfDiskRunsFunc)(const VcfRun *runs, guint n, gpointer user_data);
 gboolean vcf_disk_read_runs(VcfDisk *disk, gsize len, guint64 offset, VcfRun *runs,
                             guint max, VcfDiskRunsFunc func, gpointer user_data,
                             gboolean *served, GError **error);

@@ -76,11 +76,31 @@ static void publish_grain(VcfSparse *s, guint64 grain, gboolean stored, guint64 
     g_mutex_unlock(&s->meta);
 }
 
+/* A stored grain whose rewrite in place failed part-way (out of space for
+ * a hole it wrote into, an I/O error): its sum is made to match what the
+ * file holds now (its old bytes, some new ones), as a torn write on a disk
+ * would leave it, rather than fail every read of it from then on. */
+static void resum_grain(VcfSparse *s, guint64 grain, guint64 sector)
+{
+    g_autofree guint8 *now = g_malloc(VCF_GRAIN_SIZE);
+    if (vcf_pread_all(s->fd, now, VCF_GRAIN_SIZE, sector * SECTOR, s->path, NULL)
+        != (gssize)VCF_GRAIN_SIZE)
+        return;
+    guint64 sum = vcf_grain_sum(now, VCF_GRAIN_SIZE);
+    g_mutex_lock(&s->meta);
+    vcf_grain_sums_set(s->sums, grain, sum);
+    s->data_unsynced = TRUE;
+    g_mutex_unlock(&s->meta);
+}
+
 /* A new grain's data in a place never used, which reads as zeros: its
  * zero blocks at either end are left unwritten (holes), so that a 4 KiB
  * write into a grain no layer below holds writes 4 KiB and a sector, not
- * 64 KiB. The sector: the grain's last, so that the file reaches the
- * grain's end (a grain must lie inside it); a write cannot shrink it. */
+ * 64 KiB. (Not fallocate: ext4 writes zeros around a write into an
+ * unwritten extent.) A later write into a hole in place may then need
+ * space and fail part-way: see resum_grain. The sector: the grain's last,
+ * so that the file reaches the grain's end (a grain must lie inside it);
+ * a write cannot shrink the file. */
 #define ZERO_BLOCK 4096u
 static gboolean write_fresh(VcfSparse *s, const guint8 *buf, guint64 sector, GError **error)
 {
@@ -113,7 +133,9 @@ gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
         : fresh ? write_fresh(s, buf, sector, error)
         : vcf_sparse_pwrite(s, buf, VCF_GRAIN_SIZE, sector * SECTOR, error);
     if (!ok) {
-        if (!stored)
+        if (stored)
+            resum_grain(s, grain, sector);
+        else
             unplace_grain(s, sector);
         return FALSE;
     }

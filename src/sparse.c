@@ -266,7 +266,8 @@ static gboolean load_tables(VcfSparse *s, guint64 file_size, GError **error)
     }
     /* Append after everything referenced and after whatever a crash left
      * at the end of the file (unreferenced but harmless). */
-    s->next_sector = MAX(end, (file_sectors + GRAIN_SECTORS - 1) / GRAIN_SECTORS * GRAIN_SECTORS);
+    guint64 used = (file_size + SECTOR - 1) / SECTOR;   /* a partial last sector too */
+    s->next_sector = MAX(end, (used + GRAIN_SECTORS - 1) / GRAIN_SECTORS * GRAIN_SECTORS);
     s->fresh_from = s->next_sector;
     return TRUE;
 }

@@ -119,8 +119,8 @@ END_TEST
 /* A new grain that is mostly zeros (a small write where no layer below
  * holds data) is written as its data only: the rest of its place is a hole
  * in the file, reads as zeros, and the file still holds the whole grain
- * (qemu-img checks and reads it). A place used before is written whole. */
-START_TEST(mostly_zero_grain_leaves_holes)
+ * (qemu-img checks and reads it). */
+START_TEST(mostly_zero_grain_writes_its_data)
 {
     guint8 a[G], z[G];
     fill(a, 5);
@@ -349,7 +349,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, write_reopen_read);
     tcase_add_test(tc, qemu_reads_store);
-    tcase_add_test(tc, mostly_zero_grain_leaves_holes);
+    tcase_add_test(tc, mostly_zero_grain_writes_its_data);
     tcase_add_test(tc, crash_before_sync_keeps_old);
     tcase_add_test(tc, crash_after_rewrite_recovers_sums);
     tcase_add_test(tc, corrupt_grain_is_eio);

@@ -5,7 +5,8 @@
 # before, during or after them reads what they wrote, never older pages.
 # The model: the bytes each step wrote. Also: O_DIRECT writes arrive with
 # no getxattr before each (the cached write path asks for
-# security.capability every time), seen in the daemon's debug output.
+# security.capability every time), seen in the daemon's debug output, and
+# O_DSYNC ones are durable when they return (kill -9 right after).
 # shellcheck disable=SC2119,SC2154  # make check sets top_srcdir; lib's functions take no args here
 # shellcheck source=tests/lib.sh
 . "$top_srcdir/tests/lib.sh"
@@ -54,6 +55,36 @@ raw_of "$LIB/.vmclonefs/clones/k1/k1.vmdk" "$T/k1.raw"
 raw_of "$LIB/Ubuntu/Ubuntu.vmdk" "$T/want.raw"
 perl -e 'print "\x44" x 65536' | dd of="$T/want.raw" bs=64K seek=1 conv=notrunc status=none
 same_bytes "$T/k1.raw" "$T/want.raw" "k1 offline after the mixed writes"
+
+# O_DIRECT with O_DSYNC: each write is durable when it returns (the
+# kernel sends no fsync for it), so kill -9 right after loses none of it.
+mount_lib
+head -c 196608 /dev/urandom >"$T/sync.bin"
+dd if="$T/sync.bin" of="$F" bs=64K seek=5 oflag=direct,dsync conv=notrunc status=none ||
+    fail "dd oflag=direct,dsync into k1"
+crash_daemon
+dd if="$T/sync.bin" of="$T/want.raw" bs=64K seek=5 conv=notrunc status=none
+raw_of "$LIB/.vmclonefs/clones/k1/k1.vmdk" "$T/k1.raw"
+same_bytes "$T/k1.raw" "$T/want.raw" "k1 after kill -9 following O_DSYNC direct writes"
+
+# A parent file cut short under a read served straight from it: EIO, not
+# a short read (which the kernel would take as zeros, or as the disk's end).
+P=$LIB/FlatVM
+mkdir "$P"
+sed 's/^scsi0:0\.fileName = .*/scsi0:0.fileName = "Flat.vmdk"/; s/Ubuntu/FlatVM/g' \
+    "$LIB/Ubuntu/Ubuntu.vmx" >"$P/FlatVM.vmx"
+(cd "$P" && qemu-img create -q -f vmdk -o subformat=monolithicFlat Flat.vmdk 16M)
+head -c 16M /dev/urandom >"$P/Flat-flat.vmdk"
+mount_lib
+mkdir "$C/FlatVM/f1" || fail "mkdir of a clone of a flat disk"
+G1=$C/FlatVM/f1/f1-flat.vmdk
+cmp -s -n 1M "$G1" "$P/Flat-flat.vmdk" || fail "f1 reads wrong"
+truncate -s 1M "$P/Flat-flat.vmdk"
+if dd if="$G1" of="$T/cut.bin" bs=512K skip=4 count=4 iflag=direct status=none 2>"$T/dd.err"; then
+    fail "a read past the cut end of the parent's file succeeded ($(stat -c %s "$T/cut.bin") bytes)"
+fi
+grep -q 'Input/output error' "$T/dd.err" || fail "reading past the cut: $(cat "$T/dd.err")"
+unmount_lib
 
 # No getxattr per O_DIRECT write (the debug log lists every request).
 mount_lib -d
