@@ -266,6 +266,7 @@ static void bar(const CtlClone *c, gboolean tty)
     if (!tty) {
         printf("%s %s %.1f%% %s/s eta %s\n", c->name, c->state, frac * 100, rate,
                eta ? eta : "-");
+        fflush(stdout);   /* a line a second, also into a pipe */
         return;
     }
     char cells[31];

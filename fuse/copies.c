@@ -157,8 +157,17 @@ void copy_tick(VcfMount *m)
 void copy_status_locked(VcfMount *m, const VcfCloneInfo *info, VcfCopyStatus *s)
 {
     OpenClone *oc = g_hash_table_lookup(m->clones, info->name);
-    const char *broken = oc != NULL && oc->broken != NULL ? oc->broken : info->parent_changed;
+    const char *broken = oc != NULL && oc->broken != NULL ? oc->broken
+        : info->parent_changed != NULL ? info->parent_changed
+        : oc == NULL ? g_hash_table_lookup(m->unopenable, info->name) : NULL;
     if (broken != NULL) {
+        /* Where the copy stood, if one ran. */
+        if (oc != NULL && oc->copier != NULL)
+            vcf_copier_get_status(oc->copier, s);
+        else
+            s->done = s->total = info->copy_total;
+        vcf_copy_status_clear(s);
+        s->rate = 0;
         s->state = g_strdup("broken");
         s->error = g_strdup(broken);
         return;

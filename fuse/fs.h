@@ -45,6 +45,7 @@ typedef struct {
     GHashTable *refusals;   /* lock: source -> why its last mkdir was refused */
     GAsyncQueue *pipes;     /* its own lock: idle pipes for spliced replies (splice-reply.c) */
     guint8 *zeros;          /* VCF_MAX_REQUEST zero bytes, never written */
+    GHashTable *unopenable; /* lock: clone -> why it did not open (EIO: broken), until it does */
     GHashTable *source_types; /* lock: source -> "full" or "linked", what mkdir there makes
                                * (its user.vmclonefs.type); absent: full_default */
     gint protect_gen;      /* atomic: bumped whenever protected grows */

@@ -72,6 +72,16 @@ static void protect_clone(VcfMount *m, const char *name, OpenClone *oc)
         protect_file(m, g_ptr_array_index(files, i), name);
 }
 
+/* A clone that did not open for being broken (a parent changed or gone,
+ * a damaged store) says so in its state until it opens. m->lock held. */
+static void note_open_locked(VcfMount *m, const char *name, const GError *error)
+{
+    if (error == NULL)
+        g_hash_table_remove(m->unopenable, name);
+    else if (vcf_error_errno(error) == EIO)
+        g_hash_table_insert(m->unopenable, g_strdup(name), g_strdup(error->message));
+}
+
 OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error)
 {
     OpenClone *oc = g_hash_table_lookup(m->clones, name);
@@ -82,7 +92,12 @@ OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error)
         return NULL;
     }
     VcfCloneInfo *info = vcf_clone_info_load(m->lib, name, error);
-    VcfClone *c = info ? vcf_clone_open(m->lib, name, m->n_chains, error) : NULL;
+    GError *why = NULL;
+    VcfClone *c = info ? vcf_clone_open(m->lib, name, m->n_chains, &why) : NULL;
+    if (info != NULL)
+        note_open_locked(m, name, why);
+    if (why != NULL)
+        g_propagate_error(error, why);
     if (c == NULL) {
         vcf_clone_info_free(info);
         return NULL;
@@ -125,8 +140,16 @@ OpenClone *open_clone_publish(VcfMount *m, const char *name, VcfClone *opened,
      * then published; lookups may have opened it meanwhile. */
     VcfCloneInfo *info = vcf_clone_info_load(m->lib, name, error);
     VcfClone *c = opened;
+    GError *why = NULL;
     if (info != NULL && c == NULL)
-        c = vcf_clone_open(m->lib, name, m->n_chains, error);
+        c = vcf_clone_open(m->lib, name, m->n_chains, &why);
+    if (info != NULL) {
+        g_mutex_lock(&m->lock);
+        note_open_locked(m, name, why);
+        g_mutex_unlock(&m->lock);
+    }
+    if (why != NULL)
+        g_propagate_error(error, why);
     if (info == NULL || c == NULL) {
         if (c != NULL)
             vcf_clone_close(c, NULL);
@@ -263,6 +286,7 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
     m->pipes = g_async_queue_new_full(splice_pipe_free);
     m->zeros = g_malloc0(VCF_MAX_REQUEST);
     m->source_types = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    m->unopenable = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->protected = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->protected_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     m->open_files = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -312,6 +336,7 @@ void vcf_mount_clear(VcfMount *m)
         g_async_queue_unref(m->pipes);
         g_free(m->zeros);
         g_hash_table_destroy(m->source_types);
+        g_hash_table_destroy(m->unopenable);
         g_hash_table_destroy(m->protected);
         g_hash_table_destroy(m->protected_ids);
         node_table_clear(&m->nodes);

@@ -35,7 +35,9 @@ static gboolean check_powered_off(const VcfVm *vm, const char *what, gboolean fu
                     "cannot make a %s of %s: it is suspended (%s); VMware refuses this "
                     "with VIX_E_VM_IS_RUNNING (3007) because the suspended memory state would be "
                     "lost%s", full_works ? "linked clone" : "clone", what, vm->power_reason,
-                    full_works ? "; a full clone copies its disks as they are" : "");
+                    full_works ? "; a full clone copies its disks as they are (-o "
+                    "clone_type=full, setfattr -n user.vmclonefs.type -v full on the source "
+                    "folder, or vmclonefs-ctl clone --full)" : "");
         return FALSE;
     }
     if (vm->disks->len == 0) {

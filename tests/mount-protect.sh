@@ -200,6 +200,18 @@ expect_log "a parent changed" 'clone w1 is broken' 'Chain-000001.vmdk'
 cat "$W" >/dev/null 2>"$T/cat.err" && fail "w1 read after its parent changed under it"
 grep -q 'Input/output error' "$T/cat.err" || fail "reading w1: $(cat "$T/cat.err")"
 rmdir "$C/Chain@Configured/w1" || fail "rmdir of the broken w1"
+# Changed while the library was not mounted: the CID check refuses it at
+# open, and its state says so.
+mkdir "$C/Chain@Configured/w2" || fail "mkdir w2"
+unmount_lib
+qemu-io -f vmdk -c "write -P 91 64k 64k" "$LIB/Chain/Chain-000001.vmdk" >/dev/null
+mount_lib
+cat "$C/Chain@Configured/w2/w2-flat.vmdk" >/dev/null 2>&1 && fail "w2 read after its parent changed offline"
+[ "$(attr "$C/Chain@Configured/w2" state)" = broken ] ||
+    fail "w2 is $(attr "$C/Chain@Configured/w2" state) once it failed to open"
+attr "$C/Chain@Configured/w2" error | grep -q 'Chain-000001.vmdk.*changed' ||
+    fail "w2's error does not say why: $(attr "$C/Chain@Configured/w2" error)"
+rmdir "$C/Chain@Configured/w2" || fail "rmdir of the broken w2"
 
 unmount_lib
 finish_soft_fails
