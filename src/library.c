@@ -108,7 +108,9 @@ gboolean vcf_library_lock(VcfLibrary *lib, GError **error)
             g_autofree char *holder = lock_holder(fd);
             g_set_error(error, VCF_ERROR, EBUSY,
                         "library %s is in use: %s holds its lock %s; one vmclonefs serves a "
-                        "library at a time, unmount that one first",
+                        "library at a time, unmount that one first (one just unmounted exits "
+                        "once it has synced its clones and ended a full copy's step: give it "
+                        "a few seconds)",
                         lib->root, holder ? holder : "another vmclonefs (not yet named in the file)",
                         lib->lock_path);
         } else {
