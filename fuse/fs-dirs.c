@@ -195,9 +195,8 @@ static void make_clone(fuse_req_t req, VcfMount *m, fuse_ino_t parent, const cha
         reply_gerror(req, error);
         return;
     }
-    if (full)
-        warn_if_suspended(m, source, name);
     if (full) {
+        warn_if_suspended(m, source, name);
         OpenClone *oc = open_clone_now(m, name, NULL);
         if (oc == NULL || !copy_start(m, name, oc, &error)) {
             /* Usable as a linked clone; the copy can be asked for again. */

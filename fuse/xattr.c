@@ -144,15 +144,22 @@ void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
     g_string_free(list, TRUE);
 }
 
+/* Whether VALUE is a type; else *WHY names WHAT ("clone web1"). */
+static gboolean is_type(const char *what, const char *value, char **why)
+{
+    if (g_str_equal(value, "full") || g_str_equal(value, "linked"))
+        return TRUE;
+    *why = g_strdup_printf("%s: type \"%s\": the type is \"full\" or \"linked\"", what, value);
+    return FALSE;
+}
+
 /* setfattr -n user.vmclonefs.type -v full clones/SOURCE: what mkdir there
  * makes from now on, until unmount (-o clone_type for the others). */
 static int set_source_type(VcfMount *m, const char *source, const char *value, char **why)
 {
-    if (!g_str_equal(value, "full") && !g_str_equal(value, "linked")) {
-        *why = g_strdup_printf("clones/%s: type \"%s\": the type is \"full\" or \"linked\"",
-                               source, value);
+    g_autofree char *what = g_strdup_printf("clones/%s", source);
+    if (!is_type(what, value, why))
         return EINVAL;
-    }
     g_mutex_lock(&m->lock);
     g_hash_table_insert(m->source_types, g_strdup(source),
                         (gpointer)(g_str_equal(value, "full") ? "full" : "linked"));
@@ -163,11 +170,9 @@ static int set_source_type(VcfMount *m, const char *source, const char *value, c
 /* setfattr -n user.vmclonefs.type -v full CLONE: the copy starts. */
 static int set_type(VcfMount *m, const char *clone, const char *value, char **why)
 {
-    if (!g_str_equal(value, "full") && !g_str_equal(value, "linked")) {
-        *why = g_strdup_printf("clone %s: type \"%s\": the type is \"full\" or \"linked\"",
-                               clone, value);
+    g_autofree char *what = g_strdup_printf("clone %s", clone);
+    if (!is_type(what, value, why))
         return EINVAL;
-    }
     g_autoptr(VcfCloneInfo) info = vcf_clone_info_load(m->lib, clone, NULL);
     if (info == NULL)
         return ENOENT;
