@@ -4,7 +4,8 @@
  * A full clone is served as a linked one from the moment it exists. Its
  * copier walks each disk unit by unit (disk-copy.c): a unit the layers
  * below hold and the store lacks is copied in, unless it reads as zeros;
- * a unit the guest has written is left alone. After each step (at most a
+ * a unit the guest has written is left alone (where the file system shares
+ * blocks, runs of units are cloned instead of copied). After each step (at most a
  * second or 32 MiB) the disk is synced and only then the cursor goes to
  * clone.ini, so a crash or an unmount resumes from the last durable point
  * and loses nothing. When every disk is copied, each is checked complete

@@ -6,7 +6,12 @@
  * the store still lacks it: a guest write that got there first wins, and
  * one that comes later finds the copy and writes over it as usual. The
  * copy is read back through the store (whose own checksum it passes) and
- * compared with what was read below before the stripe is let go. */
+ * compared with what was read below before the stripe is let go.
+ *
+ * Where the file system shares blocks (reflink.h), runs of units that lie
+ * back to back in one file below are cloned instead, in one call, and not
+ * read at all: the check is that the store's blocks are the very blocks
+ * below. Their sums are made at their first read. */
 #include "config.h"
 #include "disk-private.h"
 #include "fileutil.h"
@@ -102,6 +107,51 @@ static gboolean copy_one(VcfDisk *d, guint64 u, const guint8 *buf, guint8 *back,
     return ok;
 }
 
+/* The units of [FIRST, FIRST + N) marked in WANT that lie whole, block-
+ * aligned and back to back in one file below, shared with the store by
+ * runs; WANT is cleared for each one the store now has. Lock held. */
+static gboolean share_units(VcfDisk *d, guint64 first, guint n, gboolean *want, gsize *copied,
+                            GError **error)
+{
+    for (guint i = 0; i < n && !g_atomic_int_get(&d->no_sharing);) {
+        int fd, next_fd;
+        guint64 at, next_at;
+        if (want[i] && !vcf_stack_map_unit(d->below, first + i, &fd, &at, error))
+            return FALSE;
+        /* Blocks are shared only where both offsets are block-aligned. */
+        if (!want[i] || fd < 0 || at % 4096 != 0) {
+            i++;
+            continue;
+        }
+        guint j = i + 1;
+        while (j < n && want[j] && vcf_stack_map_unit(d->below, first + j, &next_fd, &next_at,
+                                                      NULL)
+               && next_fd == fd && next_at == at + (guint64)(j - i) * VCF_GRAIN_SIZE)
+            j++;
+        guint64 sector;
+        gboolean shared;
+        if (!vcf_sparse_share_grains(d->store, first + i, j - i, fd, at, &sector, &shared,
+                                     error))
+            return FALSE;
+        if (!shared) {
+            g_atomic_int_set(&d->no_sharing, TRUE);
+            break;
+        }
+        for (guint k = i; k < j; k++) {
+            guint64 u = first + k;
+            g_mutex_lock(vcf_disk_stripe(d, u));
+            /* A guest write that came meanwhile wins: this place stays unused. */
+            if (vcf_sparse_publish_shared(d->store, u, sector + (guint64)(k - i)
+                                          * (VCF_GRAIN_SIZE / 512)))
+                *copied += VCF_GRAIN_SIZE;
+            g_mutex_unlock(vcf_disk_stripe(d, u));
+            want[k] = FALSE;
+        }
+        i = j;
+    }
+    return TRUE;
+}
+
 static gboolean copy_locked(VcfDisk *d, guint64 first, guint n, guint *held, gsize *copied,
                             GError **error)
 {
@@ -119,6 +169,13 @@ static gboolean copy_locked(VcfDisk *d, guint64 first, guint n, guint *held, gsi
         *held += h;
         want[i] = h && vcf_sparse_grain_state(d->store, first + i) == VCF_GRAIN_ABSENT;
         any |= want[i];
+    }
+    if (any && !g_atomic_int_get(&d->no_sharing)) {
+        if (!share_units(d, first, n, want, copied, error))
+            return FALSE;
+        any = FALSE;
+        for (guint i = 0; i < n; i++)
+            any |= want[i];
     }
     if (!any)
         return TRUE;

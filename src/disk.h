@@ -98,7 +98,9 @@ gboolean vcf_disk_count_to_copy(VcfDisk *disk, guint64 from, guint64 to, guint64
  * those), unless their bytes are all zeros; each copy is read back through
  * the store, its xxh3 sum checked, and compared with its source (EIO if it
  * differs). A unit the store got meanwhile, by a guest write, is left as it
- * is. *COPIED: bytes written. Not durable until vcf_disk_sync. */
+ * is. Where the file system shares blocks, units that lie back to back in
+ * one file below are cloned instead, not read (see disk-copy.c). *COPIED:
+ * bytes the store got. Not durable until vcf_disk_sync. */
 #define VCF_COPY_RUN 16u
 gboolean vcf_disk_copy_units(VcfDisk *disk, guint64 first, guint n, guint *held, gsize *copied,
                              GError **error);

@@ -33,5 +33,10 @@ void vcf_grain_sums_set(VcfGrainSums *sums, guint64 grain, guint64 sum);
 /* Writes what changed and makes it durable (fdatasync). */
 gboolean vcf_grain_sums_sync(VcfGrainSums *sums, GError **error);
 
+/* The sum recorded for a grain that shares its blocks with the file it was
+ * cloned from (reflink.h) and was never read here: it is made at the
+ * grain's first read. A real sum equal to it (2^-64) only skips one check. */
+#define VCF_GRAIN_SUM_UNREAD G_GUINT64_CONSTANT(0x5643462d756e7264)
+
 /* The checksum of one grain's bytes. */
 guint64 vcf_grain_sum(const void *data, gsize len);

@@ -7,6 +7,7 @@
 #include "sparse-private.h"
 #include "fileutil.h"
 #include "grain-sums.h"
+#include "reflink.h"
 #include "vcf-error.h"
 
 #include <errno.h>
@@ -187,4 +188,61 @@ gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
     publish_grain(s, grain, stored, sector, buf);
     *offloaded = TRUE;
     return TRUE;
+}
+
+gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, guint64 at,
+                                 guint64 *sector, gboolean *shared, GError **error)
+{
+    *shared = FALSE;
+    g_return_val_if_fail(s->writable && n > 0 && grain + n <= s->n_grains, FALSE);
+    /* N places back to back, at the end: the clone is one range. */
+    g_mutex_lock(&s->meta);
+    gboolean ok = start_session(s, error);
+    guint64 first = s->next_sector, want = (guint64) n * GRAIN_SECTORS;
+    if (ok && first + want > G_MAXUINT32) {
+        g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
+        ok = FALSE;
+    } else if (ok) {
+        s->next_sector += want;
+        s->fresh_from = MAX(s->fresh_from, s->next_sector);
+    }
+    g_mutex_unlock(&s->meta);
+    if (!ok)
+        return FALSE;
+    int e = 0;
+    guint64 len = (guint64) n * VCF_GRAIN_SIZE;
+    if (!vcf_clone_range(src, at, s->fd, first * SECTOR, len, &e)) {
+        g_mutex_lock(&s->meta);
+        if (s->next_sector == first + want)
+            s->next_sector = first;
+        g_mutex_unlock(&s->meta);
+        if (e == ENOSPC || e == EDQUOT) {
+            g_set_error(error, VCF_ERROR, ENOSPC, "%s: sharing %u grains with the disk "
+                        "below: %s", s->path, n, g_strerror(e));
+            return FALSE;
+        }
+        return TRUE;   /* cannot share (or failed to): copied the usual way */
+    }
+    if (vcf_same_blocks(src, at, s->fd, first * SECTOR, len) == VCF_BLOCKS_DIFFERENT) {
+        /* The places stay unused (nothing points at them). */
+        g_set_error(error, VCF_ERROR, EIO, "%s: %u grains cloned from the disk below do not "
+                    "lie on its blocks", s->path, n);
+        return FALSE;
+    }
+    *sector = first;
+    *shared = TRUE;
+    return TRUE;
+}
+
+gboolean vcf_sparse_publish_shared(VcfSparse *s, guint64 grain, guint64 sector)
+{
+    g_mutex_lock(&s->meta);
+    gboolean absent = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_ABSENT;
+    if (absent) {
+        vcf_sparse_set_gte(s, grain, (guint32) sector);
+        vcf_grain_sums_set(s->sums, grain, VCF_GRAIN_SUM_UNREAD);
+        s->data_unsynced = TRUE;
+    }
+    g_mutex_unlock(&s->meta);
+    return absent;
 }

@@ -413,7 +413,19 @@ gboolean vcf_sparse_read_grain(VcfSparse *s, guint64 grain, void *buf,
                     s->path, grain, grain * VCF_GRAIN_SIZE, off);
         return FALSE;
     }
-    if (vcf_grain_sum(buf, VCF_GRAIN_SIZE) != vcf_grain_sums_get(s->sums, grain)) {
+    guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE), want = vcf_grain_sums_get(s->sums, grain);
+    if (want == VCF_GRAIN_SUM_UNREAD) {
+        /* Shared with its source and never read: what it holds now is its
+         * sum from here on (made durable at the next sync). */
+        g_mutex_lock(&s->meta);
+        if (s->writable && vcf_grain_sums_get(s->sums, grain) == VCF_GRAIN_SUM_UNREAD) {
+            vcf_grain_sums_set(s->sums, grain, sum);
+            s->data_unsynced = TRUE;
+        }
+        g_mutex_unlock(&s->meta);
+        return TRUE;
+    }
+    if (sum != want) {
         g_set_error(error, VCF_ERROR, EIO,
                     "%s: checksum mismatch in grain %" G_GUINT64_FORMAT " (disk offset %"
                     G_GUINT64_FORMAT ") stored at byte %" G_GUINT64_FORMAT,

@@ -87,6 +87,20 @@ VcfGrainState vcf_sparse_grain_state(const VcfSparse *sparse, guint64 grain);
  * BUF's. The caller keeps other writers of GRAIN away. */
 gboolean vcf_sparse_copy_grain(VcfSparse *sparse, guint64 grain, int src, guint64 at,
                                const void *buf, gboolean *offloaded, GError **error);
+/* Places N new grains GRAIN .. GRAIN + N - 1 back to back and makes their
+ * data share the blocks of LEN = N grains of file SRC at AT (reflink.h),
+ * checked to lie on those very blocks where the file system tells.
+ * *SHARED: done, the first place at *SECTOR; each grain is then published
+ * by vcf_sparse_publish_shared. Not *SHARED, and no error, where the file
+ * system cannot share them. ENOSPC when it is full. Nothing is copied. */
+gboolean vcf_sparse_share_grains(VcfSparse *sparse, guint64 grain, guint n, int src,
+                                 guint64 at, guint64 *sector, gboolean *shared,
+                                 GError **error);
+/* Points GRAIN's entry at SECTOR (from vcf_sparse_share_grains), its sum
+ * made at its first read, if the store still lacks it: FALSE when a write
+ * got there first (its place then stays unused). The caller keeps other
+ * writers of GRAIN away. */
+gboolean vcf_sparse_publish_shared(VcfSparse *sparse, guint64 grain, guint64 sector);
 /* Writes the grains' data out (fdatasync) while writers go on, so that the
  * vcf_sparse_sync after it, which runs alone, has little left to write.
  * It makes nothing durable that sync would not. */
