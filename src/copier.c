@@ -314,11 +314,15 @@ static gboolean copy_some(VcfCopier *c, GError **error)
         g_mutex_lock(&c->lock);
         c->done += (guint64)held * VCF_GRAIN_SIZE;
         g_mutex_unlock(&c->lock);
-        /* The guest is at it: give way. */
+        /* The guest is at it: give way. Else the copy's writes go out now,
+         * while it reads on (not while the guest is busy: its reads would
+         * queue behind them). */
         guint now_ops = vcf_disk_guest_ops(d);
         if (copied > 0 && now_ops != ops
             && wait_until(c, g_get_monotonic_time() + YIELD * (g_get_monotonic_time() - u0)))
             break;
+        if (copied > 0 && now_ops == ops)
+            vcf_disk_start_writeback(d);
         ops = now_ops;
         /* The cap: this step's bytes at RATE take this long. */
         if (rate > 0 && wait_until(c, t0 + (gint64)(passed * G_TIME_SPAN_SECOND / rate)))

@@ -44,6 +44,14 @@ gboolean vcf_disk_flush_data(VcfDisk *d, GError **error)
     return ok;
 }
 
+void vcf_disk_start_writeback(VcfDisk *d)
+{
+    g_rw_lock_reader_lock(&d->lock);
+    if (d->store != NULL)
+        vcf_sparse_start_writeback(d->store);
+    g_rw_lock_reader_unlock(&d->lock);
+}
+
 gboolean vcf_disk_has_parent(VcfDisk *d)
 {
     g_rw_lock_reader_lock(&d->lock);

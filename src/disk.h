@@ -87,6 +87,9 @@ guint vcf_disk_guest_ops(VcfDisk *disk);
 /* Writes the store's data out while guests go on (vcf_sparse_flush_data):
  * the vcf_disk_sync after it holds them up for less. */
 gboolean vcf_disk_flush_data(VcfDisk *disk, GError **error);
+/* Starts writing the store's data out, without waiting: so that a copy's
+ * writes reach the device while it reads on, and its step's sync is short. */
+void vcf_disk_start_writeback(VcfDisk *disk);
 /* Whether the disk still reads from layers below its store. */
 gboolean vcf_disk_has_parent(VcfDisk *disk);
 /* How many units of [FROM, TO) some layer below holds: what a full copy

@@ -6,6 +6,7 @@
 #include <linux/fs.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/vfs.h>
 
 gboolean vcf_clone_range(int src, guint64 from, int dst, guint64 to, guint64 len, int *errnum)
 {
@@ -85,4 +86,20 @@ VcfBlocks vcf_same_blocks(int a, guint64 at_a, int b, guint64 at_b, guint64 len)
             return VCF_BLOCKS_DIFFERENT;
     }
     return VCF_BLOCKS_SAME;
+}
+
+gboolean vcf_copies_server_side(int fd)
+{
+    struct statfs st;
+    if (fstatfs(fd, &st) < 0)
+        return FALSE;
+    switch ((guint32) st.f_type) {
+    case 0x6969u:       /* NFS */
+    case 0x00c36400u:   /* CephFS */
+    case 0xfe534d42u:   /* SMB2 */
+    case 0xff534d42u:   /* CIFS */
+        return TRUE;
+    default:
+        return FALSE;
+    }
 }

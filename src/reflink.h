@@ -22,3 +22,8 @@ typedef enum {
 
 /* Whether LEN bytes of A at AT_A and of B at AT_B lie on the same blocks. */
 VcfBlocks vcf_same_blocks(int a, guint64 at_a, int b, guint64 at_b, guint64 len);
+
+/* Whether copy_file_range on FD's file system copies on the server (NFS,
+ * CephFS, SMB): on a local one it moves the bytes through the kernel much
+ * as a write does, only slower than a write of bytes already read. */
+gboolean vcf_copies_server_side(int fd);

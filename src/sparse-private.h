@@ -12,6 +12,7 @@ struct VcfSparse {
     char *path;
     int fd;
     gboolean writable;
+    gboolean server_copy;       /* copy_file_range copies on the server (reflink.h) */
     VcfSparseHeader header;        /* host byte order */
     guint64 capacity;           /* bytes */
     guint64 n_grains;

@@ -167,8 +167,10 @@ gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
 {
     *offloaded = FALSE;
     g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
-    /* Blocks are shared only where both offsets are block-aligned. */
-    if (src < 0 || at % 4096 != 0 || vcf_sparse_grain_state(s, grain) != VCF_GRAIN_ABSENT)
+    /* Copied file to file only where that saves moving the bytes (server-
+     * side), and blocks are shared only where both offsets are aligned. */
+    if (src < 0 || !s->server_copy || at % 4096 != 0
+        || vcf_sparse_grain_state(s, grain) != VCF_GRAIN_ABSENT)
         return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
     gboolean stored;
     guint64 sector;

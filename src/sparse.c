@@ -5,6 +5,7 @@
 #include "sparse-format.h"
 #include "fileutil.h"
 #include "grain-sums.h"
+#include "reflink.h"
 #include "table.h"
 #include "vcf-error.h"
 
@@ -137,6 +138,7 @@ VcfSparse *vcf_sparse_alloc(const char *path, int fd, gboolean writable)
     s->path = g_strdup(path);
     s->fd = fd;
     s->writable = writable;
+    s->server_copy = fd >= 0 && vcf_copies_server_side(fd);
     g_mutex_init(&s->meta);
     return s;
 }
@@ -433,6 +435,12 @@ gboolean vcf_sparse_read_grain(VcfSparse *s, guint64 grain, void *buf,
         return FALSE;
     }
     return TRUE;
+}
+
+void vcf_sparse_start_writeback(VcfSparse *s)
+{
+    if (s->writable)
+        (void) sync_file_range(s->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 gboolean vcf_sparse_flush_data(VcfSparse *s, GError **error)

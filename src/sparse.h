@@ -101,6 +101,9 @@ gboolean vcf_sparse_share_grains(VcfSparse *sparse, guint64 grain, guint n, int 
  * got there first (its place then stays unused). The caller keeps other
  * writers of GRAIN away. */
 gboolean vcf_sparse_publish_shared(VcfSparse *sparse, guint64 grain, guint64 sector);
+/* Starts writing the data out and returns (sync_file_range): not a
+ * barrier, only an early start for a later vcf_sparse_flush_data. */
+void vcf_sparse_start_writeback(VcfSparse *sparse);
 /* Writes the grains' data out (fdatasync) while writers go on, so that the
  * vcf_sparse_sync after it, which runs alone, has little left to write.
  * It makes nothing durable that sync would not. */
