@@ -91,7 +91,7 @@ static gboolean copy_one(VcfDisk *d, guint64 u, const guint8 *buf, guint8 *back,
 {
     int src;
     guint64 at = 0;
-    if (!vcf_stack_map_unit(d->below, u, &src, &at, error))
+    if (!vcf_stack_map_unit(d->below, u, FALSE, &src, &at, error))
         return FALSE;
     gboolean ok = TRUE, offloaded = FALSE;
     g_mutex_lock(vcf_disk_stripe(d, u));
@@ -124,7 +124,7 @@ static gboolean share_units(VcfDisk *d, guint64 first, guint n, gboolean *want, 
     for (guint i = 0; i < n && !g_atomic_int_get(&d->no_sharing);) {
         int fd, next_fd;
         guint64 at, next_at;
-        if (want[i] && !vcf_stack_map_unit(d->below, first + i, &fd, &at, error))
+        if (want[i] && !vcf_stack_map_unit(d->below, first + i, TRUE, &fd, &at, error))
             return FALSE;
         /* Blocks are shared only where both offsets are block-aligned. */
         if (!want[i] || fd < 0 || at % 4096 != 0) {
@@ -132,14 +132,14 @@ static gboolean share_units(VcfDisk *d, guint64 first, guint n, gboolean *want, 
             continue;
         }
         guint j = i + 1;
-        while (j < n && want[j] && vcf_stack_map_unit(d->below, first + j, &next_fd, &next_at,
-                                                      NULL)
+        while (j < n && want[j]
+               && vcf_stack_map_unit(d->below, first + j, TRUE, &next_fd, &next_at, NULL)
                && next_fd == fd && next_at == at + (guint64)(j - i) * VCF_GRAIN_SIZE)
             j++;
-        guint64 sector;
+        guint64 sector, sums[VCF_COPY_RUN];
         gboolean shared;
-        if (!vcf_sparse_share_grains(d->store, first + i, j - i, fd, at, &sector, &shared,
-                                     error))
+        if (!vcf_sparse_share_grains(d->store, first + i, j - i, fd, at, &sector, sums,
+                                     &shared, error))
             return FALSE;
         if (!shared) {
             g_atomic_int_set(&d->no_sharing, TRUE);
@@ -150,7 +150,7 @@ static gboolean share_units(VcfDisk *d, guint64 first, guint n, gboolean *want, 
             g_mutex_lock(vcf_disk_stripe(d, u));
             /* A guest write that came meanwhile wins: this place stays unused. */
             if (vcf_sparse_publish_shared(d->store, u, sector + (guint64)(k - i)
-                                          * (VCF_GRAIN_SIZE / 512)))
+                                          * (VCF_GRAIN_SIZE / 512), sums[k - i]))
                 *copied += VCF_GRAIN_SIZE;
             g_mutex_unlock(vcf_disk_stripe(d, u));
             want[k] = FALSE;

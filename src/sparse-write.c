@@ -11,6 +11,8 @@
 #include "vcf-error.h"
 
 #include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -192,9 +194,44 @@ gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
     return TRUE;
 }
 
-gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, guint64 at,
-                                 guint64 *sector, gboolean *shared, GError **error)
+/* The N grains cloned from SRC at AT to the store at TO, checked: on the
+ * very blocks (their sums are then made at first read), or else, where the
+ * file system does not say so (NFS, SMB, compressed extents), read back
+ * and compared with the source, and summed here. SUMS gets N sums. */
+static gboolean check_shared(VcfSparse *s, guint n, int src, guint64 at, guint64 to,
+                             guint64 *sums, GError **error)
 {
+    guint64 len = (guint64) n * VCF_GRAIN_SIZE;
+    if (vcf_same_blocks(src, at, s->fd, to, len) == VCF_BLOCKS_SAME) {
+        for (guint i = 0; i < n; i++)
+            sums[i] = VCF_GRAIN_SUM_UNREAD;
+        return TRUE;
+    }
+    g_autofree guint8 *want = g_malloc(len);
+    g_autofree guint8 *got = g_malloc(len);
+    gssize a = vcf_pread_all(src, want, len, at, "the disk below", error);
+    if (a < 0)
+        return FALSE;
+    gssize b = vcf_pread_all(s->fd, got, len, to, s->path, error);
+    if (b < 0)
+        return FALSE;
+    memset(want + a, 0, len - (guint64) a);   /* past a file's end: zeros */
+    memset(got + b, 0, len - (guint64) b);
+    if (memcmp(want, got, len) != 0) {
+        g_set_error(error, VCF_ERROR, EIO, "%s: %u grains cloned from the disk below do not "
+                    "read back as their source", s->path, n);
+        return FALSE;
+    }
+    for (guint i = 0; i < n; i++)
+        sums[i] = vcf_grain_sum(got + (gsize) i * VCF_GRAIN_SIZE, VCF_GRAIN_SIZE);
+    return TRUE;
+}
+
+gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, guint64 at,
+                                 guint64 *sector, guint64 *sums, gboolean *shared,
+                                 GError **error)
+{
+    static const guint8 zeros[SECTOR];
     *shared = FALSE;
     g_return_val_if_fail(s->writable && n > 0 && grain + n <= s->n_grains, FALSE);
     /* N places back to back, at the end: the clone is one range. */
@@ -212,8 +249,8 @@ gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, 
     if (!ok)
         return FALSE;
     int e = 0;
-    guint64 len = (guint64) n * VCF_GRAIN_SIZE;
-    if (!vcf_clone_range(src, at, s->fd, first * SECTOR, len, &e)) {
+    guint64 len = (guint64) n * VCF_GRAIN_SIZE, to = first * SECTOR;
+    if (!vcf_clone_range(src, at, s->fd, to, len, &e)) {
         g_mutex_lock(&s->meta);
         if (s->next_sector == first + want)
             s->next_sector = first;
@@ -225,24 +262,31 @@ gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, 
         }
         return TRUE;   /* cannot share (or failed to): copied the usual way */
     }
-    if (vcf_same_blocks(src, at, s->fd, first * SECTOR, len) == VCF_BLOCKS_DIFFERENT) {
-        /* The places stay unused (nothing points at them). */
-        g_set_error(error, VCF_ERROR, EIO, "%s: %u grains cloned from the disk below do not "
-                    "lie on its blocks", s->path, n);
+    /* Every grain must lie inside the file: a clone that ends in a hole
+     * may not have moved its end (the last sector is ours, and zeros). On
+     * a failure the places stay unused, pointed at by nothing. */
+    struct stat st;
+    if (fstat(s->fd, &st) < 0) {
+        vcf_set_errno(error, errno, s->path);
         return FALSE;
     }
+    if ((guint64) st.st_size < to + len
+        && !vcf_sparse_pwrite(s, zeros, SECTOR, to + len - SECTOR, error))
+        return FALSE;
+    if (!check_shared(s, n, src, at, to, sums, error))
+        return FALSE;
     *sector = first;
     *shared = TRUE;
     return TRUE;
 }
 
-gboolean vcf_sparse_publish_shared(VcfSparse *s, guint64 grain, guint64 sector)
+gboolean vcf_sparse_publish_shared(VcfSparse *s, guint64 grain, guint64 sector, guint64 sum)
 {
     g_mutex_lock(&s->meta);
     gboolean absent = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_ABSENT;
     if (absent) {
         vcf_sparse_set_gte(s, grain, (guint32) sector);
-        vcf_grain_sums_set(s->sums, grain, VCF_GRAIN_SUM_UNREAD);
+        vcf_grain_sums_set(s->sums, grain, sum);
         s->data_unsynced = TRUE;
     }
     g_mutex_unlock(&s->meta);

@@ -88,19 +88,21 @@ VcfGrainState vcf_sparse_grain_state(const VcfSparse *sparse, guint64 grain);
 gboolean vcf_sparse_copy_grain(VcfSparse *sparse, guint64 grain, int src, guint64 at,
                                const void *buf, gboolean *offloaded, GError **error);
 /* Places N new grains GRAIN .. GRAIN + N - 1 back to back and makes their
- * data share the blocks of LEN = N grains of file SRC at AT (reflink.h),
- * checked to lie on those very blocks where the file system tells.
- * *SHARED: done, the first place at *SECTOR; each grain is then published
- * by vcf_sparse_publish_shared. Not *SHARED, and no error, where the file
- * system cannot share them. ENOSPC when it is full. Nothing is copied. */
+ * data share the blocks of N grains of file SRC at AT (reflink.h), nothing
+ * copied. Checked: on those very blocks where the file system tells (SUMS,
+ * N of them, then say VCF_GRAIN_SUM_UNREAD), else read back and compared
+ * with SRC (SUMS their sums); EIO when they differ. *SHARED: done, the
+ * first place at *SECTOR, and each grain is then published with
+ * vcf_sparse_publish_shared. Not *SHARED, and no error, where the file
+ * system cannot share them. ENOSPC when it is full. */
 gboolean vcf_sparse_share_grains(VcfSparse *sparse, guint64 grain, guint n, int src,
-                                 guint64 at, guint64 *sector, gboolean *shared,
-                                 GError **error);
-/* Points GRAIN's entry at SECTOR (from vcf_sparse_share_grains), its sum
- * made at its first read, if the store still lacks it: FALSE when a write
- * got there first (its place then stays unused). The caller keeps other
- * writers of GRAIN away. */
-gboolean vcf_sparse_publish_shared(VcfSparse *sparse, guint64 grain, guint64 sector);
+                                 guint64 at, guint64 *sector, guint64 *sums,
+                                 gboolean *shared, GError **error);
+/* Points GRAIN's entry at SECTOR (from vcf_sparse_share_grains), with SUM,
+ * if the store still lacks it: FALSE when a write got there first (its
+ * place then stays unused). The caller keeps other writers of GRAIN away. */
+gboolean vcf_sparse_publish_shared(VcfSparse *sparse, guint64 grain, guint64 sector,
+                                   guint64 sum);
 /* Starts writing the data out and returns (sync_file_range): not a
  * barrier, only an early start for a later vcf_sparse_flush_data. */
 void vcf_sparse_start_writeback(VcfSparse *sparse);

@@ -342,7 +342,8 @@ gboolean vcf_stack_holds(VcfStack *s, guint64 unit, gboolean *held, GError **err
     return TRUE;
 }
 
-gboolean vcf_stack_map_unit(VcfStack *s, guint64 unit, int *fd, guint64 *at, GError **error)
+gboolean vcf_stack_map_unit(VcfStack *s, guint64 unit, gboolean unchecked, int *fd,
+                            guint64 *at, GError **error)
 {
     *fd = -1;
     guint8 m;
@@ -357,7 +358,8 @@ gboolean vcf_stack_map_unit(VcfStack *s, guint64 unit, int *fd, guint64 *at, GEr
         return TRUE;
     VcfLayer *layer = l->layers[e];
     guint64 in = start - l->starts[e];
-    if (layer->ops->map != NULL && in + VCF_GRAIN_SIZE <= layer->size)
+    if (layer->ops->map != NULL && in + VCF_GRAIN_SIZE <= layer->size
+        && !(unchecked && layer->checked))
         layer->ops->map(layer, in, VCF_GRAIN_SIZE, fd, at);
     return TRUE;
 }

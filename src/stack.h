@@ -29,9 +29,11 @@ guint vcf_stack_get_vmdk_levels(const VcfStack *stack);
 gboolean vcf_stack_read(VcfStack *stack, void *buf, gsize len, guint64 offset,
                         GError **error);
 /* Where unit UNIT lies whole in one file, as the level that holds all of
- * it stores it: *FD and *AT, or *FD -1 when it does not (see layer.h). */
-gboolean vcf_stack_map_unit(VcfStack *stack, guint64 unit, int *fd, guint64 *at,
-                            GError **error);
+ * it stores it: *FD and *AT, or *FD -1 when it does not (see layer.h), or,
+ * with UNCHECKED, when that level checks its reads against sums (a frozen
+ * layer of ours: its bytes must be read to be trusted). */
+gboolean vcf_stack_map_unit(VcfStack *stack, guint64 unit, gboolean unchecked, int *fd,
+                            guint64 *at, GError **error);
 /* A piece of a read as it lies in a file: LEN bytes at AT in FD, or LEN
  * zeros when FD is -1. */
 typedef struct {

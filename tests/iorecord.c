@@ -40,12 +40,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -61,6 +63,7 @@ static ssize_t (*real_pwritev)(int, const struct iovec *, int, off_t);
 static ssize_t (*real_pwritev2)(int, const struct iovec *, int, off_t, int);
 static ssize_t (*real_copy_file_range)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 static int (*real_ftruncate)(int, off_t);
+static int (*real_ioctl)(int, unsigned long, ...);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 static int (*real_open)(const char *, int, ...);
@@ -84,6 +87,7 @@ static void init(void)
 {
     LOOKUP(write); LOOKUP(pwrite); LOOKUP(pwrite64); LOOKUP(pwritev); LOOKUP(pwritev2);
     LOOKUP(ftruncate); LOOKUP(fsync); LOOKUP(fdatasync); LOOKUP(copy_file_range);
+    LOOKUP(ioctl);
     LOOKUP(open); LOOKUP(open64); LOOKUP(openat); LOOKUP(openat64);
     const char *dir = getenv("VCF_IORECORD_DIR");
     const char *log = getenv("VCF_IORECORD_LOG");
@@ -359,6 +363,27 @@ ssize_t copy_file_range(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, 
     pthread_mutex_unlock(&iorec_lock);
     errno = saved;
     return r;
+}
+
+/* A clone of blocks into a recorded file (FICLONERANGE) cannot be replayed
+ * from the log: refused as a file system that cannot share would, so that
+ * the copy writes what it copies. */
+int ioctl(int fd, unsigned long request, ...)
+{
+    ensure_init();
+    va_list ap;
+    va_start(ap, request);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    char rel[PATH_MAX];
+    pthread_mutex_lock(&iorec_lock);
+    int recorded = request == FICLONERANGE && fd_path(fd, rel, sizeof rel);
+    pthread_mutex_unlock(&iorec_lock);
+    if (recorded) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    return real_ioctl(fd, request, arg);
 }
 
 int ftruncate(int fd, off_t len)

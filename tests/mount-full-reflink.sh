@@ -5,7 +5,8 @@
 # of each source, plus the same writes): the store shares its blocks with
 # the source (FIEMAP), reads right while copying (guest writes during the
 # copy win) and after, after kill -9 and a remount, after the source is
-# deleted, and offline. A grain's sum is made at its first read: a grain
+# deleted, and offline. Grains of a frozen layer of ours are read and
+# checked against its sums, not cloned unchecked. A grain's sum is made at its first read: a grain
 # damaged in the store after it was read is EIO at the next mount.
 # shellcheck disable=SC2119,SC2154  # make check sets top_srcdir; lib's functions take no args here
 # shellcheck source=tests/lib.sh
@@ -100,11 +101,39 @@ mkdir "$C/Data/l1"
 raw_of "$D/Data.vmdk" "$T/l1.raw"
 write_both $((3 * MiB)) $((2 * MiB)) "$C/Data/l1/l1-flat.vmdk" "$T/l1.raw"
 sync "$C/Data/l1/l1-flat.vmdk"
+# Its grains are read and checked, not cloned blind: one damaged in the
+# frozen layer breaks the copy (the layer is made by a linked clone first).
+setfattr -n user.vmclonefs.type -v linked "$C/l1"
+mkdir "$C/l1/bad"
+layer=$(ls "$STORE/l1"/.vcf-layer-*.vmdk)
+[ -f "$layer" ] || fail "no frozen layer of l1: $(ls -a "$STORE/l1")"
+lhost=$(qemu-img map --output=json -f vmdk "$layer" 2>/dev/null | awk -v want=$((3 * MiB)) '
+    match($0, /"start": [0-9]+/) { s = substr($0, RSTART + 9, RLENGTH - 9) + 0 }
+    match($0, /"length": [0-9]+/) { l = substr($0, RSTART + 10, RLENGTH - 10) + 0 }
+    /"data": true/ && /"depth": 0/ && match($0, /"offset": [0-9]+/) {
+        o = substr($0, RSTART + 10, RLENGTH - 10) + 0
+        if (s <= want && want < s + l) { print o + want - s; exit } }')
+[ -n "$lhost" ] || fail "qemu-img map does not place offset 3 MiB in l1's frozen layer"
+# As bit rot would: the file's time stays (else it reads as a changed parent).
+dd if="$layer" of="$T/saved" bs=1 skip=$((lhost + 200)) count=8 status=none
+touch -r "$layer" "$T/stamp"
+printf 'damaged!' | dd of="$layer" bs=1 seek=$((lhost + 200)) conv=notrunc status=none
+touch -r "$T/stamp" "$layer"
+setfattr -n user.vmclonefs.type -v full "$C/l1/bad"
+wait_state "$C/l1/bad" broken 30
+attr "$C/l1/bad" error | grep -q "checksum mismatch" ||
+    fail "the copy of a damaged frozen grain: $(attr "$C/l1/bad" error)"
+rmdir "$C/l1/bad"
+[ -z "$(log_lines "copy" "broken" | grep -v "clone bad:")" ] || fail "a copy broke: $(log_lines copy broken)"
+log_mark
+dd if="$T/saved" of="$layer" bs=1 seek=$((lhost + 200)) conv=notrunc status=none
+touch -r "$T/stamp" "$layer"
 setfattr -n user.vmclonefs.type -v full "$C/l1"
 mkdir "$C/l1/g1"
 wait_state "$C/l1/g1" full 30
 same_bytes "$C/l1/g1/g1-flat.vmdk" "$T/l1.raw" "g1, a full clone of linked clone l1"
-[ "$(shared_bytes "$STORE/g1/g1.vmdk")" -ge $((10 * MiB)) ] || fail "g1's store shares too little"
+# Data's 10 MiB are shared; l1's own 2 MiB were read from its checked layer.
+[ "$(shared_bytes "$STORE/g1/g1.vmdk")" -ge $((8 * MiB)) ] || fail "g1's store shares too little"
 [ -z "$(log_lines "copy" "broken")" ] || fail "a copy broke: $(log_lines copy broken)"
 
 # ---- standalone: the sources go, the clones read the same
