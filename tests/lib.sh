@@ -88,6 +88,38 @@ write_both() {
     dd if="$T/chunk" of="$b" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
 }
 
+# A VM NAME made like Ubuntu, with one empty disk NAME.vmdk of SIZE made
+# by qemu-img in SUBFORMAT: new_vm NAME SUBFORMAT SIZE.
+new_vm() {
+    mkdir "$LIB/$1"
+    sed "s/Ubuntu/$1/g" "$LIB/Ubuntu/Ubuntu.vmx" >"$LIB/$1/$1.vmx"
+    qemu-img create -q -f vmdk -o subformat="$2",adapter_type=lsilogic "$LIB/$1/$1.vmdk" "$3"
+}
+
+# COUNT writes of 1 to 150000 random bytes into region INDEX (REGION bytes
+# long) of DISK and of its MODEL alike: concurrent writers in regions of
+# their own keep the model exact.
+region_writes() { # INDEX REGION COUNT DISK MODEL
+    local base=$(($1 * $2)) i len off
+    for i in $(seq "$3"); do
+        len=$(( (RANDOM * 32768 + RANDOM) % 150000 + 1 ))
+        off=$(( base + (RANDOM * 32768 + RANDOM) % ($2 - len) ))
+        head -c "$len" /dev/urandom >"$T/w$1"
+        dd if="$T/w$1" of="$4" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
+        dd if="$T/w$1" of="$5" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
+    done
+}
+
+# N writers at once, region_writes in regions 0 .. N - 1, waited for.
+parallel_writes() { # N REGION COUNT DISK MODEL
+    local pids=() w p
+    for w in $(seq 0 $(($1 - 1))); do
+        region_writes "$w" "$2" "$3" "$4" "$5" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || fail "a writer failed"; done
+}
+
 # A failed check that does not spoil the checks after it: reported at once;
 # finish_soft_fails (or unmount_lib's caller) fails the test at the end.
 SOFT_FAILS=0

@@ -36,17 +36,13 @@ shared_bytes() {
 # A VM with 12 MiB of data in a 64 MiB monolithicSparse disk, and one
 # with a monolithicFlat disk.
 D=$LIB/Data
-mkdir "$D"
-sed 's/Ubuntu/Data/g' "$LIB/Ubuntu/Ubuntu.vmx" >"$D/Data.vmx"
-qemu-img create -q -f vmdk -o subformat=monolithicSparse,adapter_type=lsilogic "$D/Data.vmdk" 64M
+new_vm Data monolithicSparse 64M
 head -c 4M /dev/urandom >"$T/r1"
 head -c 8M /dev/urandom >"$T/r2"
 qemu-io -f vmdk -c "write -s $T/r1 1M 4M" -c "write -s $T/r2 40M 8M" "$D/Data.vmdk" >/dev/null
 raw_of "$D/Data.vmdk" "$T/f1.raw"
 P=$LIB/Plain
-mkdir "$P"
-sed 's/Ubuntu/Plain/g' "$LIB/Ubuntu/Ubuntu.vmx" >"$P/Plain.vmx"
-qemu-img create -q -f vmdk -o subformat=monolithicFlat,adapter_type=lsilogic "$P/Plain.vmdk" 32M
+new_vm Plain monolithicFlat 32M
 qemu-io -f vmdk -c "write -s $T/r1 8M 4M" "$P/Plain.vmdk" >/dev/null
 raw_of "$P/Plain.vmdk" "$T/p1.raw"
 
@@ -55,22 +51,7 @@ mount_lib -o clone_type=full,copy_rate=3
 mkdir "$C/Data/f1"
 F=$C/Data/f1/f1-flat.vmdk
 [ "$(attr "$C/Data/f1" state)" = copying ] || fail "f1 is $(attr "$C/Data/f1" state), not copying"
-writer() { # INDEX: 40 writes of 1 to 150000 bytes in its own 16 MiB region
-    local base=$(($1 * 16 * MiB)) i len off
-    for i in $(seq 40); do
-        len=$(( (RANDOM * 32768 + RANDOM) % 150000 + 1 ))
-        off=$(( base + (RANDOM * 32768 + RANDOM) % (16 * MiB - len) ))
-        head -c "$len" /dev/urandom >"$T/w$1"
-        dd if="$T/w$1" of="$F" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
-        dd if="$T/w$1" of="$T/f1.raw" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
-    done
-}
-pids=()
-for w in 0 1 2 3; do
-    writer "$w" &
-    pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p" || fail "a writer failed"; done
+parallel_writes 4 $((16 * MiB)) 40 "$F" "$T/f1.raw"
 sync "$F"
 same_bytes "$F" "$T/f1.raw" "f1 while copying"
 sleep 1.5

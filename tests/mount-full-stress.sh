@@ -13,12 +13,9 @@
 C=$MNT/clones
 # A VM whose disk is 32 MiB of data in a 48 MiB disk.
 make_vm() { # NAME
-    local d=$LIB/$1
-    mkdir "$d"
-    sed "s/Ubuntu/$1/g" "$LIB/Ubuntu/Ubuntu.vmx" >"$d/$1.vmx"
-    qemu-img create -q -f vmdk -o subformat=monolithicSparse,adapter_type=lsilogic "$d/$1.vmdk" 48M
+    new_vm "$1" monolithicSparse 48M
     head -c 32M /dev/urandom >"$T/data"
-    qemu-io -f vmdk -c "write -s $T/data 8M 32M" "$d/$1.vmdk" >/dev/null
+    qemu-io -f vmdk -c "write -s $T/data 8M 32M" "$LIB/$1/$1.vmdk" >/dev/null
     rm -f "$T/data"
 }
 
@@ -29,22 +26,7 @@ raw_of "$LIB/Busy/Busy.vmdk" "$T/model.raw"
 mount_lib -o clone_type=full,copy_rate=8
 mkdir "$C/Busy/b1"
 F=$C/Busy/b1/b1-flat.vmdk
-writer() { # INDEX: 60 writes of 1 to 150000 bytes in its own 12 MiB region
-    local base=$(($1 * 12 * 1048576)) i len off
-    for i in $(seq 60); do
-        len=$(( (RANDOM * 32768 + RANDOM) % 150000 + 1 ))
-        off=$(( base + (RANDOM * 32768 + RANDOM) % (12 * 1048576 - len) ))
-        head -c "$len" /dev/urandom >"$T/w$1"
-        dd if="$T/w$1" of="$F" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
-        dd if="$T/w$1" of="$T/model.raw" bs=64K seek="$off" oflag=seek_bytes conv=notrunc status=none
-    done
-}
-pids=()
-for w in 0 1 2 3; do
-    writer "$w" &
-    pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p" || fail "a writer failed"; done
+parallel_writes 4 $((12 * 1048576)) 60 "$F" "$T/model.raw"
 [ "$(attr "$C/Busy/b1" state)" = copying ] ||
     note "the copy ended before the writers (state $(attr "$C/Busy/b1" state)): they raced less"
 same_bytes "$F" "$T/model.raw" "b1 right after the writers"

@@ -19,9 +19,7 @@ wait_full() { wait_state "$1" full 30; }   # FOLDER
 # A VM with 12 MiB of data in a 64 MiB disk, and 1 MiB written as zeros
 # (allocated in the source, nothing to copy).
 D=$LIB/Data
-mkdir "$D"
-sed 's/Ubuntu/Data/g' "$LIB/Ubuntu/Ubuntu.vmx" >"$D/Data.vmx"
-qemu-img create -q -f vmdk -o subformat=monolithicSparse,adapter_type=lsilogic "$D/Data.vmdk" 64M
+new_vm Data monolithicSparse 64M
 head -c 4M /dev/urandom >"$T/r1"
 head -c 8M /dev/urandom >"$T/r2"
 qemu-io -f vmdk -c "write -P 0 16M 1M" "$D/Data.vmdk" >/dev/null
