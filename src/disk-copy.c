@@ -137,13 +137,15 @@ static gboolean share_units(VcfDisk *d, guint64 first, guint n, gboolean *want, 
                && next_fd == fd && next_at == at + (guint64)(j - i) * VCF_GRAIN_SIZE)
             j++;
         guint64 sector, sums[VCF_COPY_RUN];
-        gboolean shared;
+        gboolean shared, never;
         if (!vcf_sparse_share_grains(d->store, first + i, j - i, fd, at, &sector, sums,
-                                     &shared, error))
+                                     &shared, &never, error))
             return FALSE;
-        if (!shared) {
+        if (never)
             g_atomic_int_set(&d->no_sharing, TRUE);
-            break;
+        if (!shared) {
+            i = j;   /* copied the usual way */
+            continue;
         }
         for (guint k = i; k < j; k++) {
             guint64 u = first + k;

@@ -35,8 +35,8 @@ struct VcfDisk {
     GMutex stripes[N_STRIPES];
     /* Atomic: reads and writes so far, for a copier that gives way. */
     gint guest_ops;
-    /* Atomic: TRUE once the store's file system refused to share blocks
-     * with the layers below (vcf_sparse_share_grains): a copy copies. */
+    /* Atomic: TRUE once the store's file system said it shares no blocks
+     * at all (vcf_sparse_share_grains): a copy copies. */
     gint no_sharing;
     /* Atomic: when the guest last wrote (µs since the epoch; at open, the
      * store's mtime): the disk's time, which a copy does not move. */

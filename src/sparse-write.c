@@ -229,10 +229,11 @@ static gboolean check_shared(VcfSparse *s, guint n, int src, guint64 at, guint64
 
 gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, guint64 at,
                                  guint64 *sector, guint64 *sums, gboolean *shared,
-                                 GError **error)
+                                 gboolean *never, GError **error)
 {
     static const guint8 zeros[SECTOR];
     *shared = FALSE;
+    *never = FALSE;
     g_return_val_if_fail(s->writable && n > 0 && grain + n <= s->n_grains, FALSE);
     /* N places back to back, at the end: the clone is one range. */
     g_mutex_lock(&s->meta);
@@ -260,7 +261,11 @@ gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, 
                         "below: %s", s->path, n, g_strerror(e));
             return FALSE;
         }
-        return TRUE;   /* cannot share (or failed to): copied the usual way */
+        /* Copied the usual way. Only some refusals are the file system's
+         * for good: EINVAL (alignment) and EXDEV (another mount) are this
+         * range's or this source's. */
+        *never = e == EOPNOTSUPP || e == EPERM || e == EBADF;
+        return TRUE;
     }
     /* Every grain must lie inside the file: a clone that ends in a hole
      * may not have moved its end (the last sector is ours, and zeros). On

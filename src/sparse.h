@@ -94,10 +94,11 @@ gboolean vcf_sparse_copy_grain(VcfSparse *sparse, guint64 grain, int src, guint6
  * with SRC (SUMS their sums); EIO when they differ. *SHARED: done, the
  * first place at *SECTOR, and each grain is then published with
  * vcf_sparse_publish_shared. Not *SHARED, and no error, where the file
- * system cannot share them. ENOSPC when it is full. */
+ * system cannot share them, *NEVER too when it shares no blocks at all.
+ * ENOSPC when it is full. */
 gboolean vcf_sparse_share_grains(VcfSparse *sparse, guint64 grain, guint n, int src,
                                  guint64 at, guint64 *sector, guint64 *sums,
-                                 gboolean *shared, GError **error);
+                                 gboolean *shared, gboolean *never, GError **error);
 /* Points GRAIN's entry at SECTOR (from vcf_sparse_share_grains), with SUM,
  * if the store still lacks it: FALSE when a write got there first (its
  * place then stays unused). The caller keeps other writers of GRAIN away. */
