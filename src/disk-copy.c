@@ -9,9 +9,11 @@
  * compared with what was read below before the stripe is let go.
  *
  * Where the file system shares blocks (reflink.h), runs of units that lie
- * back to back in one file below are cloned instead, in one call, and not
- * read at all: the check is that the store's blocks are the very blocks
- * below. Their sums are made at their first read. */
+ * back to back in one file below are cloned instead, in one call: where
+ * the file system shows the store's blocks to be the very blocks below,
+ * they are not read at all and their sums are made at their first read;
+ * else they are read back and compared (see vcf_sparse_share_grains).
+ * Units of a layer checked by sums are read, never cloned unread. */
 #include "config.h"
 #include "disk-private.h"
 #include "fileutil.h"
