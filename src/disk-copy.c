@@ -138,9 +138,9 @@ static gboolean share_units(VcfDisk *d, guint64 first, guint n, gboolean *want, 
                && vcf_stack_map_unit(d->below, first + j, TRUE, &next_fd, &next_at, NULL)
                && next_fd == fd && next_at == at + (guint64)(j - i) * VCF_GRAIN_SIZE)
             j++;
-        guint64 sector, sums[VCF_COPY_RUN];
+        guint64 places[VCF_COPY_RUN], sums[VCF_COPY_RUN];
         gboolean shared, never;
-        if (!vcf_sparse_share_grains(d->store, first + i, j - i, fd, at, &sector, sums,
+        if (!vcf_sparse_share_grains(d->store, first + i, j - i, fd, at, places, sums,
                                      &shared, &never, error))
             return FALSE;
         if (never)
@@ -153,8 +153,7 @@ static gboolean share_units(VcfDisk *d, guint64 first, guint n, gboolean *want, 
             guint64 u = first + k;
             g_mutex_lock(vcf_disk_stripe(d, u));
             /* A guest write that came meanwhile wins: this place stays unused. */
-            if (vcf_sparse_publish_shared(d->store, u, sector + (guint64)(k - i)
-                                          * (VCF_GRAIN_SIZE / 512), sums[k - i]))
+            if (vcf_sparse_publish_shared(d->store, u, places[k - i], sums[k - i]))
                 *copied += VCF_GRAIN_SIZE;
             g_mutex_unlock(vcf_disk_stripe(d, u));
             want[k] = FALSE;

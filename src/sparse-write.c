@@ -30,6 +30,20 @@ static gboolean start_session(VcfSparse *s, GError **error)
     return TRUE;
 }
 
+/* N new places back to back at the end, the first at *FIRST. Under meta. */
+static gboolean reserve_places(VcfSparse *s, guint n, guint64 *first, GError **error)
+{
+    guint64 want = (guint64) n * GRAIN_SECTORS;
+    if (s->next_sector + want > G_MAXUINT32) {
+        g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
+        return FALSE;
+    }
+    *first = s->next_sector;
+    s->next_sector += want;
+    s->fresh_from = MAX(s->fresh_from, s->next_sector);
+    return TRUE;
+}
+
 /* Under meta: the session, and the grain's place: its own sector if the
  * store holds it (*STORED), else a new one at the end; *FRESH (may be
  * NULL) when that was never handed out before, so reads as zeros. */
@@ -38,32 +52,34 @@ static gboolean place_grain(VcfSparse *s, guint64 grain, gboolean *stored, guint
 {
     g_mutex_lock(&s->meta);
     *stored = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_DATA;
-    *sector = *stored ? vcf_sparse_gte(s, grain) : s->next_sector;
+    if (*stored)
+        *sector = vcf_sparse_gte(s, grain);
     if (fresh != NULL)
-        *fresh = !*stored && *sector >= s->fresh_from;
-    gboolean ok = start_session(s, error);
-    if (ok && !*stored) {
-        if (s->next_sector + GRAIN_SECTORS > G_MAXUINT32) {
-            g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
-            ok = FALSE;
-        } else {
-            s->next_sector += GRAIN_SECTORS;
-            s->fresh_from = MAX(s->fresh_from, s->next_sector);
-        }
-    }
+        *fresh = !*stored && s->next_sector >= s->fresh_from;
+    gboolean ok = start_session(s, error) && (*stored || reserve_places(s, 1, sector, error));
     g_mutex_unlock(&s->meta);
     return ok;
 }
 
-/* A new grain's place whose data did not land: the last place handed out
- * is handed out again, so writes retried on a full disk do not grow the
- * file a grain each time. Any other stays unused, pointed at by nothing. */
-static void unplace_grain(VcfSparse *s, guint64 sector)
+/* N new places from SECTOR whose data did not land: the last ones handed
+ * out are handed out again, so writes retried on a full disk do not grow
+ * the file a grain each time. Any others stay unused, pointed at by nothing. */
+static void unplace(VcfSparse *s, guint64 sector, guint n)
 {
     g_mutex_lock(&s->meta);
-    if (s->next_sector == sector + GRAIN_SECTORS)
+    if (s->next_sector == sector + (guint64) n * GRAIN_SECTORS)
         s->next_sector = sector;
     g_mutex_unlock(&s->meta);
+}
+
+/* GRAIN's data is at SECTOR (a new place unless STORED): its entry and
+ * SUM go in. Under meta. */
+static void set_entry(VcfSparse *s, guint64 grain, gboolean stored, guint64 sector, guint64 sum)
+{
+    if (!stored)
+        vcf_sparse_set_gte(s, grain, (guint32)sector);
+    vcf_grain_sums_set(s->sums, grain, sum);
+    s->data_unsynced = TRUE;
 }
 
 /* The grain's data (BUF, whole) is at SECTOR: its entry and sum go in. */
@@ -72,10 +88,7 @@ static void publish_grain(VcfSparse *s, guint64 grain, gboolean stored, guint64 
 {
     guint64 sum = vcf_grain_sum(buf, VCF_GRAIN_SIZE);
     g_mutex_lock(&s->meta);
-    if (!stored)
-        vcf_sparse_set_gte(s, grain, (guint32)sector);
-    vcf_grain_sums_set(s->sums, grain, sum);
-    s->data_unsynced = TRUE;
+    set_entry(s, grain, stored, sector, sum);
     g_mutex_unlock(&s->meta);
 }
 
@@ -139,7 +152,7 @@ gboolean vcf_sparse_write_grain(VcfSparse *s, guint64 grain, const void *buf,
         if (stored)
             resum_grain(s, grain, sector);
         else
-            unplace_grain(s, sector);
+            unplace(s, sector, 1);
         return FALSE;
     }
     publish_grain(s, grain, stored, sector, buf);
@@ -169,8 +182,8 @@ gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
 {
     *offloaded = FALSE;
     g_return_val_if_fail(s->writable && grain < s->n_grains, FALSE);
-    /* Copied file to file only where that saves moving the bytes (server-
-     * side), and blocks are shared only where both offsets are aligned. */
+    /* Copied file to file only where that saves moving the bytes: on the
+     * server (block sharing is vcf_sparse_share_grains'). */
     if (src < 0 || !s->server_copy || at % 4096 != 0
         || vcf_sparse_grain_state(s, grain) != VCF_GRAIN_ABSENT)
         return vcf_sparse_write_grain(s, grain, buf, 0, VCF_GRAIN_SIZE, error);
@@ -180,7 +193,7 @@ gboolean vcf_sparse_copy_grain(VcfSparse *s, guint64 grain, int src, guint64 at,
         return FALSE;
     int e = 0;
     if (!copy_range(s, src, at, sector * SECTOR, VCF_GRAIN_SIZE, &e)) {
-        unplace_grain(s, sector);
+        unplace(s, sector, 1);
         if (e == ENOSPC || e == EDQUOT) {
             g_set_error(error, VCF_ERROR, ENOSPC, "%s: copying a grain in: %s", s->path,
                         g_strerror(e));
@@ -228,7 +241,7 @@ static gboolean check_shared(VcfSparse *s, guint n, int src, guint64 at, guint64
 }
 
 gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, guint64 at,
-                                 guint64 *sector, guint64 *sums, gboolean *shared,
+                                 guint64 *places, guint64 *sums, gboolean *shared,
                                  gboolean *never, GError **error)
 {
     static const guint8 zeros[SECTOR];
@@ -236,26 +249,16 @@ gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, 
     *never = FALSE;
     g_return_val_if_fail(s->writable && n > 0 && grain + n <= s->n_grains, FALSE);
     /* N places back to back, at the end: the clone is one range. */
+    guint64 first = 0;
     g_mutex_lock(&s->meta);
-    gboolean ok = start_session(s, error);
-    guint64 first = s->next_sector, want = (guint64) n * GRAIN_SECTORS;
-    if (ok && first + want > G_MAXUINT32) {
-        g_set_error(error, VCF_ERROR, ENOSPC, "%s: store is full (2 TiB of grains)", s->path);
-        ok = FALSE;
-    } else if (ok) {
-        s->next_sector += want;
-        s->fresh_from = MAX(s->fresh_from, s->next_sector);
-    }
+    gboolean ok = start_session(s, error) && reserve_places(s, n, &first, error);
     g_mutex_unlock(&s->meta);
     if (!ok)
         return FALSE;
     int e = 0;
     guint64 len = (guint64) n * VCF_GRAIN_SIZE, to = first * SECTOR;
     if (!vcf_clone_range(src, at, s->fd, to, len, &e)) {
-        g_mutex_lock(&s->meta);
-        if (s->next_sector == first + want)
-            s->next_sector = first;
-        g_mutex_unlock(&s->meta);
+        unplace(s, first, n);
         if (e == ENOSPC || e == EDQUOT) {
             g_set_error(error, VCF_ERROR, ENOSPC, "%s: sharing %u grains with the disk "
                         "below: %s", s->path, n, g_strerror(e));
@@ -280,20 +283,18 @@ gboolean vcf_sparse_share_grains(VcfSparse *s, guint64 grain, guint n, int src, 
         return FALSE;
     if (!check_shared(s, n, src, at, to, sums, error))
         return FALSE;
-    *sector = first;
+    for (guint i = 0; i < n; i++)
+        places[i] = first + (guint64) i * GRAIN_SECTORS;
     *shared = TRUE;
     return TRUE;
 }
 
-gboolean vcf_sparse_publish_shared(VcfSparse *s, guint64 grain, guint64 sector, guint64 sum)
+gboolean vcf_sparse_publish_shared(VcfSparse *s, guint64 grain, guint64 place, guint64 sum)
 {
     g_mutex_lock(&s->meta);
     gboolean absent = vcf_sparse_grain_state(s, grain) == VCF_GRAIN_ABSENT;
-    if (absent) {
-        vcf_sparse_set_gte(s, grain, (guint32) sector);
-        vcf_grain_sums_set(s->sums, grain, sum);
-        s->data_unsynced = TRUE;
-    }
+    if (absent)
+        set_entry(s, grain, FALSE, place, sum);
     g_mutex_unlock(&s->meta);
     return absent;
 }

@@ -138,7 +138,7 @@ VcfSparse *vcf_sparse_alloc(const char *path, int fd, gboolean writable)
     s->path = g_strdup(path);
     s->fd = fd;
     s->writable = writable;
-    s->server_copy = fd >= 0 && vcf_copies_server_side(fd);
+    s->server_copy = writable && fd >= 0 && vcf_copies_server_side(fd);
     g_mutex_init(&s->meta);
     return s;
 }

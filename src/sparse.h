@@ -91,18 +91,18 @@ gboolean vcf_sparse_copy_grain(VcfSparse *sparse, guint64 grain, int src, guint6
  * data share the blocks of N grains of file SRC at AT (reflink.h), nothing
  * copied. Checked: on those very blocks where the file system tells (SUMS,
  * N of them, then say VCF_GRAIN_SUM_UNREAD), else read back and compared
- * with SRC (SUMS their sums); EIO when they differ. *SHARED: done, the
- * first place at *SECTOR, and each grain is then published with
- * vcf_sparse_publish_shared. Not *SHARED, and no error, where the file
+ * with SRC (SUMS their sums); EIO when they differ. *SHARED: done, each
+ * grain's place in PLACES (N of them), and each grain is then published
+ * with vcf_sparse_publish_shared. Not *SHARED, and no error, where the file
  * system cannot share them, *NEVER too when it shares no blocks at all.
  * ENOSPC when it is full. */
 gboolean vcf_sparse_share_grains(VcfSparse *sparse, guint64 grain, guint n, int src,
-                                 guint64 at, guint64 *sector, guint64 *sums,
+                                 guint64 at, guint64 *places, guint64 *sums,
                                  gboolean *shared, gboolean *never, GError **error);
-/* Points GRAIN's entry at SECTOR (from vcf_sparse_share_grains), with SUM,
+/* Points GRAIN's entry at PLACE (from vcf_sparse_share_grains), with SUM,
  * if the store still lacks it: FALSE when a write got there first (its
  * place then stays unused). The caller keeps other writers of GRAIN away. */
-gboolean vcf_sparse_publish_shared(VcfSparse *sparse, guint64 grain, guint64 sector,
+gboolean vcf_sparse_publish_shared(VcfSparse *sparse, guint64 grain, guint64 place,
                                    guint64 sum);
 /* Starts writing the data out and returns (sync_file_range): not a
  * barrier, only an early start for a later vcf_sparse_flush_data. */

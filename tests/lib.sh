@@ -110,6 +110,17 @@ region_writes() { # INDEX REGION COUNT DISK MODEL
     done
 }
 
+# Where guest byte OFFSET of VMDK FILE's own grains lies in FILE (qemu-img
+# map, depth 0), or nothing if FILE does not hold it: host_offset FILE OFFSET.
+host_offset() {
+    qemu-img map --output=json -f vmdk "$1" 2>/dev/null | tr -d ' \n' | grep -o '{[^}]*}' |
+        grep '"depth":0' | grep '"data":true' | awk -v want="$2" -F'[:,]' '{
+            gsub(/[{}]/, "")
+            for (i = 1; i < NF; i++) v[$i] = $(i + 1) + 0
+            s = v["\"start\""]; l = v["\"length\""]; o = v["\"offset\""]
+            if (s <= want && want < s + l) { print o + want - s; exit } }'
+}
+
 # N writers at once, region_writes in regions 0 .. N - 1, waited for.
 parallel_writes() { # N REGION COUNT DISK MODEL
     local pids=() w p

@@ -189,8 +189,7 @@ dd if="$T/grain" of="$C/Ubuntu/f1/f1-flat.vmdk" bs=64K seek=10 conv=notrunc,fsyn
 mkdir "$C/f1/f2" || fail "mkdir clones/f1/f2"
 unmount_lib
 layer=$STORE/f1/.vcf-layer-0-1.vmdk
-at=$(qemu-img map --output=json "$layer" | tr -d ' \n' | grep -o '{[^}]*}' |
-    grep '"start":655360,' | grep '"depth":0' | grep -o '"offset":[0-9]*' | cut -d: -f2)
+at=$(host_offset "$layer" 655360)
 [ -n "$at" ] || fail "qemu-img map does not place f1's grain 10 in its frozen layer"
 cp "$layer" "$T/layer.good"
 printf 'damage' | dd of="$layer" bs=1 seek=$((at + 1000)) conv=notrunc status=none

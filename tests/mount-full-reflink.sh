@@ -88,12 +88,7 @@ setfattr -n user.vmclonefs.type -v linked "$C/l1"
 mkdir "$C/l1/bad"
 layer=$(ls "$STORE/l1"/.vcf-layer-*.vmdk)
 [ -f "$layer" ] || fail "no frozen layer of l1: $(ls -a "$STORE/l1")"
-lhost=$(qemu-img map --output=json -f vmdk "$layer" 2>/dev/null | awk -v want=$((3 * MiB)) '
-    match($0, /"start": [0-9]+/) { s = substr($0, RSTART + 9, RLENGTH - 9) + 0 }
-    match($0, /"length": [0-9]+/) { l = substr($0, RSTART + 10, RLENGTH - 10) + 0 }
-    /"data": true/ && /"depth": 0/ && match($0, /"offset": [0-9]+/) {
-        o = substr($0, RSTART + 10, RLENGTH - 10) + 0
-        if (s <= want && want < s + l) { print o + want - s; exit } }')
+lhost=$(host_offset "$layer" $((3 * MiB)))
 [ -n "$lhost" ] || fail "qemu-img map does not place offset 3 MiB in l1's frozen layer"
 # As bit rot would: the file's time stays (else it reads as a changed parent).
 dd if="$layer" of="$T/saved" bs=1 skip=$((lhost + 200)) count=8 status=none
@@ -134,13 +129,7 @@ same_bytes "$T/off.raw" "$T/f1.raw" "f1 offline"
 # ---- sums made at first read: p1 was read whole above (and was copied
 # in one go, no crash re-made its sums), so a grain damaged since is EIO.
 P1=$C/Plain/p1/p1-flat.vmdk
-host=$(qemu-img map --output=json -f vmdk "$STORE/p1/p1.vmdk" |
-    awk -v want=$((8 * MiB)) '
-        match($0, /"start": [0-9]+/) { s = substr($0, RSTART + 9, RLENGTH - 9) + 0 }
-        match($0, /"length": [0-9]+/) { l = substr($0, RSTART + 10, RLENGTH - 10) + 0 }
-        /"data": true/ && match($0, /"offset": [0-9]+/) {
-            o = substr($0, RSTART + 10, RLENGTH - 10) + 0
-            if (s <= want && want < s + l) { print o + want - s; exit } }')
+host=$(host_offset "$STORE/p1/p1.vmdk" $((8 * MiB)))
 [ -n "$host" ] || fail "qemu-img map does not place p1's offset 8 MiB"
 printf 'damaged!' | dd of="$STORE/p1/p1.vmdk" bs=1 seek=$((host + 100)) conv=notrunc status=none
 mount_lib
