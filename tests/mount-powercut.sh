@@ -68,10 +68,14 @@ REAL_VMCLONEFS=$VMCLONEFS
 VMCLONEFS=$T/recorded-vmclonefs
 
 # A marker record in the log, after everything the daemon logged so far:
-# one write, appended like the recorder's own records.
+# one write, appended like the recorder's own records. Not printf >>: bash
+# flushes its output at each newline, and a daemon record that landed
+# between the header and the text broke the log (seen in CI). dd gathers
+# the whole record (iflag=fullblock) and appends it in one write.
 mark() {
     local text=$1
-    printf 'M 0 0 0 %d 0\n%s' "${#text}" "$text" >>"$RECLOG"
+    printf 'M 0 0 0 %d 0\n%s' "${#text}" "$text" |
+        dd of="$RECLOG" oflag=append conv=notrunc iflag=fullblock bs=64K status=none
 }
 
 # ---- the workload --------------------------------------------------------
