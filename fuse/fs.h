@@ -56,6 +56,8 @@ typedef struct {
 
     struct fuse_session *se; /* set once, before serving: for cache invalidations */
     GThread *syncer;       /* syncs open disks every few seconds */
+    GThread *warmer;       /* checks the library's disks once, at mount */
+    gint warm_stop;        /* atomic: the warmer stops at the next disk */
     GMutex sync_lock;
     GCond sync_cond;
     gboolean stopping;     /* sync_lock */

@@ -318,6 +318,11 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
 
 void vcf_mount_clear(VcfMount *m)
 {
+    if (m->warmer != NULL) {
+        g_atomic_int_set(&m->warm_stop, TRUE);
+        g_thread_join(m->warmer);
+        m->warmer = NULL;
+    }
     if (m->syncer != NULL) {
         g_mutex_lock(&m->sync_lock);
         m->stopping = TRUE;

@@ -1,12 +1,25 @@
 /* The operations table, and the session's start and end. */
 #include "config.h"
 #include "fs-internal.h"
+#include "library-warm.h"
 
 #include <stdlib.h>
 
 /* Threads started before fuse_daemonize() would not survive its fork, so
  * the syncer starts here, in the serving process. */
 static gpointer syncer_main(gpointer data);
+
+/* What libvmdk finds in the library's disks is in the link cache before
+ * the first clone of a large VM asks for it (library-warm.h). */
+static gpointer warmer_main(gpointer data)
+{
+    VcfMount *m = data;
+    gint64 t0 = g_get_monotonic_time();
+    guint n = vcf_library_warm(m->lib, &m->warm_stop);
+    g_debug("checked %u disk chains of the library in %.1f ms", n,
+            (double)(g_get_monotonic_time() - t0) / 1000.0);
+    return NULL;
+}
 
 void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -29,6 +42,7 @@ void fs_init(void *userdata, struct fuse_conn_info *conn)
     copy_resume_all(m);
     /* Signals go to libfuse's threads only. */
     m->syncer = vcf_thread_new_quiet("vcf-sync", syncer_main, m);
+    m->warmer = vcf_thread_new_quiet("vcf-warm", warmer_main, m);
 }
 
 void fs_destroy(void *userdata)

@@ -157,7 +157,8 @@ static const VcfSnapshot *reusable(VcfLibrary *lib, const VcfVm *vm)
             || !vcf_sparse_extent_has_data(d->path, &has_data, NULL) || has_data)
             return NULL;
         /* The delta still sits on that disk, CIDs and all. */
-        g_autoptr(VcfParent) chain = vcf_parent_open(d->path, vcf_library_root(lib), 1, NULL);
+        g_autoptr(VcfParent) chain = vcf_parent_open(d->path, vcf_library_root(lib),
+                                                      vcf_library_link_cache(lib), 1, NULL);
         g_autofree char *want = realpath(base->path, NULL);
         const char *const *files = chain ? vcf_parent_get_files(chain) : NULL;
         if (files == NULL || want == NULL || !in_list((char **)files, want))
@@ -188,8 +189,8 @@ gboolean vcf_base_take(VcfLibrary *lib, const VcfVm *vm, const char *name,
     g_autofree char *desc = g_strdup_printf("Base of linked clones made by vmclonefs "
                                             "(first: %s)", name);
     TakeCtx ctx = { .lib = lib, .vm = vm, .display = display };
-    if (!vcf_snapshot_take(vm, vcf_library_root(lib), display, desc, write_record, &ctx,
-                           uid, undo, error)) {
+    if (!vcf_snapshot_take(vm, vcf_library_root(lib), vcf_library_link_cache(lib), display,
+                           desc, write_record, &ctx, uid, undo, error)) {
         if (ctx.record != NULL)
             g_unlink(ctx.record);
         g_free(ctx.record);

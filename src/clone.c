@@ -135,7 +135,8 @@ static gboolean fill_store(VcfLibrary *lib, const char *dir, const char *final,
     GPtrArray *disks = base->disks;
     for (guint i = 0; i < disks->len; i++) {
         const VcfVmDisk *d = g_ptr_array_index(disks, i);
-        VcfParent *parent = vcf_parent_open(d->path, vcf_library_root(lib), n_chains, error);
+        VcfParent *parent = vcf_parent_open(d->path, vcf_library_root(lib),
+                                            vcf_library_link_cache(lib), n_chains, error);
         if (parent == NULL)
             return FALSE;
         g_ptr_array_add(parents, parent);
@@ -337,7 +338,8 @@ VcfClone *vcf_clone_open(VcfLibrary *lib, const char *name, guint n_chains,
     for (guint i = 0; ok && !info->disks_gone && i < info->stems->len; i++) {
         g_autofree char *file = g_strconcat(g_ptr_array_index(info->stems, i), ".vmdk", NULL);
         g_autofree char *path = g_build_filename(info->dir, file, NULL);
-        VcfDisk *disk = vcf_disk_open(path, vcf_library_root(lib), n_chains, error);
+        VcfDisk *disk = vcf_disk_open(path, vcf_library_root(lib), vcf_library_link_cache(lib),
+                                      n_chains, error);
         if (!(ok = disk != NULL))
             g_prefix_error(error, "clone %s is broken: ", name);
         else

@@ -20,6 +20,7 @@ struct VcfDisk {
     guint64 size;
     char *path;             /* the store's file */
     char *confine;          /* where every file of the chain must be; NULL: any */
+    VcfLinkCache *cache;    /* a reference, or NULL: links checked before */
     guint n_chains;
     /* Reads and writes share it; sync and freeze take it alone. */
     GRWLock lock;

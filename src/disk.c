@@ -2,6 +2,7 @@
 #include "disk.h"
 #include "disk-private.h"
 #include "freeze.h"
+#include "link-cache.h"
 #include "stack.h"
 #include "vcf-error.h"
 
@@ -91,7 +92,8 @@ VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error)
 }
 
 /* The store at PATH and the chain below it, checked. */
-static gboolean open_layers(const char *path, const char *confine, guint n_chains,
+static gboolean open_layers(const char *path, const char *confine, VcfLinkCache *cache,
+                            guint n_chains,
                             VcfSparse **store, VcfParent **parent, VcfStack **below,
                             GError **error)
 {
@@ -105,7 +107,7 @@ static gboolean open_layers(const char *path, const char *confine, guint n_chain
         g_autofree char *dir = g_path_get_dirname(path);
         g_autofree char *ppath = g_path_is_absolute(hint) ? g_strdup(hint)
             : g_build_filename(dir, hint, NULL);
-        *parent = vcf_parent_open(ppath, confine, n_chains, error);
+        *parent = vcf_parent_open(ppath, confine, cache, n_chains, error);
         if (*parent == NULL && error != NULL && *error == NULL)
             g_set_error(error, VCF_ERROR, EINVAL, "%s: its parent %s cannot be opened here",
                         path, ppath);
@@ -118,15 +120,17 @@ static gboolean open_layers(const char *path, const char *confine, guint n_chain
     return TRUE;
 }
 
-VcfDisk *vcf_disk_open(const char *path, const char *confine, guint n_chains, GError **error)
+VcfDisk *vcf_disk_open(const char *path, const char *confine, VcfLinkCache *cache,
+                       guint n_chains, GError **error)
 {
     VcfSparse *store;
     VcfParent *parent;
     VcfStack *below;
-    if (!open_layers(path, confine, n_chains, &store, &parent, &below, error))
+    if (!open_layers(path, confine, cache, n_chains, &store, &parent, &below, error))
         return NULL;
     VcfDisk *d = disk_new(store, parent, below);
     d->confine = g_strdup(confine);
+    d->cache = cache != NULL ? vcf_link_cache_ref(cache) : NULL;
     d->n_chains = n_chains ? n_chains : 1;
     return d;
 }
@@ -141,6 +145,8 @@ VcfDisk *vcf_disk_open_over(const char *path, VcfParent *parent, GError **error)
     VcfDisk *d = vcf_disk_new(store, parent, error);
     if (d != NULL) {
         d->confine = g_strdup(vcf_parent_get_confine(parent));
+        VcfLinkCache *cache = vcf_parent_get_cache(parent);
+        d->cache = cache != NULL ? vcf_link_cache_ref(cache) : NULL;
         d->n_chains = vcf_parent_get_n_chains(parent);
     }
     return d;
@@ -152,6 +158,7 @@ static void disk_free(VcfDisk *d)
     g_free(d->broken);
     g_free(d->path);
     g_free(d->confine);
+    vcf_link_cache_unref(d->cache);
     g_rw_lock_clear(&d->lock);
     g_mutex_clear(&d->swap_lock);
     for (guint i = 0; i < N_STRIPES; i++)
@@ -397,7 +404,7 @@ static gboolean reopen_locked(VcfDisk *d, GError **error)
     VcfSparse *store;
     VcfParent *parent;
     VcfStack *below;
-    if (!open_layers(d->path, d->confine, d->n_chains, &store, &parent, &below, error))
+    if (!open_layers(d->path, d->confine, d->cache, d->n_chains, &store, &parent, &below, error))
         return FALSE;
     vcf_stack_free(d->below);
     vcf_parent_free(d->parent);

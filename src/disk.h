@@ -20,12 +20,12 @@ typedef struct VcfDisk VcfDisk;
 VcfDisk *vcf_disk_new(VcfSparse *store, VcfParent *parent, GError **error);
 /* Opens the store at PATH and the chain its parentFileNameHint names
  * (relative to the store's folder), every file of it inside CONFINE; the
- * same checks. N_CHAINS as for vcf_parent_open. */
-VcfDisk *vcf_disk_open(const char *path, const char *confine, guint n_chains,
-                       GError **error);
+ * same checks. CACHE and N_CHAINS as for vcf_parent_open. */
+VcfDisk *vcf_disk_open(const char *path, const char *confine, VcfLinkCache *cache,
+                       guint n_chains, GError **error);
 /* The same for a store made just now on PARENT, opened by its maker
- * (vcf_parent_open with the same CONFINE and N_CHAINS): the chain is not
- * opened again. Takes ownership of PARENT, even on failure. */
+ * (vcf_parent_open with the same CONFINE and N_CHAINS; its CACHE is kept
+ * for reopening): the chain is not opened again. Takes ownership of PARENT, even on failure. */
 VcfDisk *vcf_disk_open_over(const char *path, VcfParent *parent, GError **error);
 /* Syncs and closes the store; returns FALSE if that failed (freed anyway). */
 gboolean vcf_disk_close(VcfDisk *disk, GError **error);

@@ -1,6 +1,7 @@
 #include "config.h"
 #include "library.h"
 #include "fileutil.h"
+#include "link-cache.h"
 #include "names.h"
 #include "vcf-error.h"
 #include "vmx.h"
@@ -17,6 +18,7 @@ struct VcfLibrary {
     char *store_root;   /* root/.vmclonefs/clones */
     char *lock_path;    /* root/.vmclonefs/lock */
     int lock_fd;        /* holds the library's lock; -1 when not locked */
+    VcfLinkCache *links; /* what libvmdk found in its disks */
 };
 
 VcfLibrary *vcf_library_open(const char *root, GError **error)
@@ -32,6 +34,7 @@ VcfLibrary *vcf_library_open(const char *root, GError **error)
     lib->store_root = g_build_filename(lib->root, ".vmclonefs", "clones", NULL);
     lib->lock_path = g_build_filename(lib->root, ".vmclonefs", "lock", NULL);
     lib->lock_fd = -1;
+    lib->links = vcf_link_cache_new(VCF_LINK_SETTLE_US);
     if (g_mkdir_with_parents(lib->store_root, 0755) < 0) {
         g_autofree char *what = g_strdup_printf("making %s", lib->store_root);
         vcf_set_errno(error, errno, what);
@@ -50,6 +53,7 @@ void vcf_library_free(VcfLibrary *lib)
     g_free(lib->root);
     g_free(lib->store_root);
     g_free(lib->lock_path);
+    vcf_link_cache_unref(lib->links);
     g_free(lib);
 }
 
@@ -156,6 +160,7 @@ gboolean vcf_library_note_holder(VcfLibrary *lib, GError **error)
 
 const char *vcf_library_root(const VcfLibrary *lib) { return lib->root; }
 const char *vcf_library_store_root(const VcfLibrary *lib) { return lib->store_root; }
+VcfLinkCache *vcf_library_link_cache(const VcfLibrary *lib) { return lib->links; }
 
 /* The .vmx of folder DIR: NAME.vmx after the folder, else the only one. */
 static char *find_vmx(const char *dir)

@@ -42,6 +42,7 @@ typedef struct {
 } VcfVm;
 
 typedef struct VcfLibrary VcfLibrary;
+typedef struct VcfLinkCache VcfLinkCache;
 
 /* Opens ROOT (which must be a folder) and makes LIBRARY/.vmclonefs/clones. */
 VcfLibrary *vcf_library_open(const char *root, GError **error);
@@ -59,6 +60,9 @@ gboolean vcf_library_lock(VcfLibrary *lib, GError **error);
 gboolean vcf_library_note_holder(VcfLibrary *lib, GError **error);
 
 const char *vcf_library_root(const VcfLibrary *lib);
+/* What libvmdk found in the library's disks, for vcf_parent_open
+ * (link-cache.h); lives as long as LIB. */
+VcfLinkCache *vcf_library_link_cache(const VcfLibrary *lib);
 /* LIBRARY/.vmclonefs/clones */
 const char *vcf_library_store_root(const VcfLibrary *lib);
 

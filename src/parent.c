@@ -2,6 +2,7 @@
 #include "parent.h"
 #include "descriptor-utf8.h"
 #include "vcf-error.h"
+#include "link-cache.h"
 #include "vmdk-chain.h"
 #include "vmdk-files.h"
 
@@ -25,13 +26,16 @@ struct VcfParent {
     guint64 size;
     guint32 cid;
     guint n_chains;  /* at most this many chains ... */
-    gint n_open;     /* atomic: ... of which the first n_open are open */
+    gint n_open;     /* atomic: ... of which the first n_open are open (none
+                      * until the first read: opening checked the chain) */
     gint may_add;    /* atomic: FALSE once adding a chain failed */
     VcfVmdkChain *chains;
     gint next_chain; /* atomic: where the next reader starts looking */
     char **files;
     char *confine;   /* realpath of the folder every file must be in */
-    GMutex open_lock;  /* held while a chain is being added */
+    GMutex open_lock;  /* held while a chain is being added; guards open_error */
+    VcfLinkCache *cache;     /* a reference, or NULL */
+    GError *open_error;      /* why chain 0 cannot be opened; open_lock */
     GPtrArray *chain_files;  /* what chain 0 found, to compare later ones with */
     GPtrArray *links;        /* VcfChainLink: chain 0 described */
     gboolean misread;        /* libvmdk would serve wrong bytes (see vcf_parent_read) */
@@ -47,7 +51,7 @@ static gboolean same_file(const struct stat *a, const struct stat *b)
 
 /* ---- public ------------------------------------------------------------ */
 
-VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
+VcfParent *vcf_parent_open(const char *path, const char *confine_dir, VcfLinkCache *cache,
                            guint n_chains, GError **error)
 {
     g_return_val_if_fail(path != NULL && confine_dir != NULL, NULL);
@@ -75,39 +79,40 @@ VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
     parent->n_chains = n_chains;
     g_mutex_init(&parent->open_lock);
 
-    /* One chain now; the others when readers contend for it (see
-     * take_chain), so that opening a clone costs one walk of the chain. */
+    parent->cache = cache != NULL ? vcf_link_cache_ref(cache) : NULL;
+
+    /* Checked now, through libvmdk or what it found before; read through
+     * libvmdk only on a first read (take_chain), which most parents never
+     * get: our own layers read the formats we know. */
     parent->chain_files = g_ptr_array_new_with_free_func(g_free);
     GPtrArray *files = parent->chain_files;
+    g_autoptr(GArray) stats = g_array_new(FALSE, TRUE, sizeof(struct stat));
     parent->links = g_ptr_array_new_with_free_func((GDestroyNotify) vcf_chain_link_free);
-    if (!vcf_vmdk_chain_open(&parent->chains[0], top, confine_real, files, parent->links,
+    if (!vcf_vmdk_chain_open(NULL, top, confine_real, cache, files, stats, parent->links,
                              &parent->size, &parent->cid, error))
         return NULL;
-    parent->n_open = 1;
     for (guint i = 0; i < parent->links->len; i++) {
         const VcfChainLink *l = parent->links->pdata[i];
         for (guint j = 0; j < l->extents->len; j++)
             if (g_array_index(l->extents, VcfChainExtent, j).misread)
                 parent->misread = TRUE;
     }
-    parent->may_add = n_chains > 1;
+    parent->may_add = TRUE;
     /* Links may share a file (an extent named by several descriptors):
      * list each once, in first-seen order. */
     g_autoptr(GHashTable) listed = g_hash_table_new(g_str_hash, g_str_equal);
     GPtrArray *unique = g_ptr_array_new();
+    /* As they were when libvmdk checked them, for
+     * vcf_parent_check_unchanged: a change since is a change. */
+    parent->seen = g_new0(struct stat, files->len + 1);
     for (guint i = 0; i < files->len; i++) {
-        if (g_hash_table_add(listed, files->pdata[i]))
+        if (g_hash_table_add(listed, files->pdata[i])) {
+            parent->seen[unique->len] = g_array_index(stats, struct stat, i);
             g_ptr_array_add(unique, g_strdup(files->pdata[i]));
+        }
     }
     g_ptr_array_add(unique, NULL);
     parent->files = (char **) g_ptr_array_free(unique, FALSE);
-    /* As they are now, for vcf_parent_check_unchanged. */
-    parent->seen = g_new0(struct stat, g_strv_length(parent->files));
-    for (guint i = 0; parent->files[i] != NULL; i++)
-        if (stat(parent->files[i], &parent->seen[i]) < 0) {
-            vcf_set_errno(error, errno, parent->files[i]);
-            return NULL;
-        }
     return g_steal_pointer(&parent);
 }
 
@@ -120,6 +125,8 @@ void vcf_parent_free(VcfParent *parent)
         g_mutex_clear(&parent->chains[i].lock);
     }
     g_mutex_clear(&parent->open_lock);
+    vcf_link_cache_unref(parent->cache);
+    g_clear_error(&parent->open_error);
     if (parent->chain_files != NULL)
         g_ptr_array_unref(parent->chain_files);
     if (parent->links != NULL)
@@ -189,64 +196,119 @@ const char *vcf_parent_get_confine(const VcfParent *parent)
     return parent->confine;
 }
 
+VcfLinkCache *vcf_parent_get_cache(const VcfParent *parent)
+{
+    return parent->cache;
+}
+
 guint vcf_parent_get_n_chains(const VcfParent *parent)
 {
     return parent->n_chains;
 }
 
 /* Opens chain K (locked by the caller); it must find the files, size and
- * CID that chain 0 found, else a file changed under us and the chains
- * would disagree. */
-static gboolean add_chain(VcfParent *parent, guint k)
+ * CID that opening found, and each file still the one checked then (stat'ed
+ * once libvmdk holds it open), else a file changed under us and would be
+ * read unchecked: *CHANGED is set then. */
+static gboolean add_chain(VcfParent *parent, guint k, gboolean *changed, GError **error)
 {
     g_autoptr(GPtrArray) again = g_ptr_array_new_with_free_func(g_free);
     guint64 size = 0;
     guint32 cid = 0;
-    if (!vcf_vmdk_chain_open(&parent->chains[k], parent->top_path, parent->confine, again,
-                             NULL, &size, &cid, NULL))
+    *changed = FALSE;
+    GError *local = NULL;
+    if (!vcf_vmdk_chain_open(&parent->chains[k], parent->top_path, parent->confine, NULL,
+                             again, NULL, NULL, &size, &cid, &local)) {
+        /* Said as the change it comes from, if it does. */
+        *changed = !vcf_parent_check_unchanged(parent, error);
+        if (*changed)
+            g_error_free(local);
+        else
+            g_propagate_error(error, local);
         return FALSE;
+    }
     gboolean same = size == parent->size && cid == parent->cid
                     && again->len == parent->chain_files->len;
     for (guint j = 0; same && j < again->len; j++)
         same = strcmp(again->pdata[j], parent->chain_files->pdata[j]) == 0;
     if (!same)
+        g_set_error(error, VCF_ERROR, EIO, "%s: its chain changed since it was opened: "
+                    "the clone's bytes cannot be trusted", parent->top_path);
+    else
+        same = vcf_parent_check_unchanged(parent, error);
+    if (!same) {
         vcf_vmdk_chain_clear(&parent->chains[k]);
+        *changed = TRUE;
+    }
     return same;
 }
 
 /* A free chain if there is one; else a new one if fewer than n_chains are
  * open; else waits for one. Starting the search at a counter spreads
- * readers over chains instead of piling on chain 0. */
-static VcfVmdkChain *take_chain(VcfParent *parent)
+ * readers over chains instead of piling on chain 0. The first reader opens
+ * chain 0 and the others wait for it; NULL if it cannot be opened, for
+ * good once its files changed (a failure for want of memory or file
+ * handles is tried again at the next read). */
+static VcfVmdkChain *take_chain(VcfParent *parent, GError **error)
 {
     guint start = (guint) g_atomic_int_add(&parent->next_chain, 1);
-    guint n = (guint) g_atomic_int_get(&parent->n_open);
-    for (guint i = 0; i < n; i++) {
-        VcfVmdkChain *chain = &parent->chains[(start + i) % n];
-        if (g_mutex_trylock(&chain->lock))
-            return chain;
-    }
-    if (n < parent->n_chains && g_atomic_int_get(&parent->may_add)
-        && g_mutex_trylock(&parent->open_lock)) {
-        guint k = (guint) g_atomic_int_get(&parent->n_open);
-        if (k < parent->n_chains) {
+    for (;;) {
+        guint n = (guint) g_atomic_int_get(&parent->n_open);
+        for (guint i = 0; i < n; i++) {
+            VcfVmdkChain *chain = &parent->chains[(start + i) % n];
+            if (g_mutex_trylock(&chain->lock))
+                return chain;
+        }
+        if (n < parent->n_chains && g_atomic_int_get(&parent->may_add)) {
+            if (n == 0)
+                g_mutex_lock(&parent->open_lock);
+            else if (!g_mutex_trylock(&parent->open_lock))
+                goto wait;
+            guint k = (guint) g_atomic_int_get(&parent->n_open);
+            if (k != n || !g_atomic_int_get(&parent->may_add)) {
+                /* Another reader opened one (or gave up) meanwhile. */
+                g_mutex_unlock(&parent->open_lock);
+                continue;
+            }
             VcfVmdkChain *chain = &parent->chains[k];
+            GError *local = NULL;
+            gboolean changed;
             g_mutex_lock(&chain->lock);
-            if (add_chain(parent, k)) {
+            if (add_chain(parent, k, &changed, &local)) {
                 g_atomic_int_set(&parent->n_open, (gint) k + 1);
                 g_mutex_unlock(&parent->open_lock);
                 return chain;
             }
-            /* Could not open another: make do with those we have. */
             g_mutex_unlock(&chain->lock);
-            g_atomic_int_set(&parent->may_add, FALSE);
+            if (k > 0 || changed) {
+                /* Make do with those we have; with none, fail for good. */
+                g_atomic_int_set(&parent->may_add, FALSE);
+                if (k == 0)
+                    parent->open_error = g_error_copy(local);
+            }
+            g_mutex_unlock(&parent->open_lock);
+            if (k == 0) {
+                g_propagate_error(error, local);
+                return NULL;
+            }
+            g_error_free(local);
+            continue;
         }
-        g_mutex_unlock(&parent->open_lock);
-        n = (guint) g_atomic_int_get(&parent->n_open);
+    wait:
+        if (n == 0) {
+            g_mutex_lock(&parent->open_lock);
+            if (parent->open_error != NULL)
+                g_propagate_error(error, g_error_copy(parent->open_error));
+            else
+                g_set_error(error, VCF_ERROR, EIO, "%s: libvmdk could not open the chain",
+                            parent->top_path);
+            g_mutex_unlock(&parent->open_lock);
+            return NULL;
+        }
+        VcfVmdkChain *chain = &parent->chains[start % n];
+        g_mutex_lock(&chain->lock);
+        return chain;
     }
-    VcfVmdkChain *chain = &parent->chains[start % n];
-    g_mutex_lock(&chain->lock);
-    return chain;
 }
 
 gboolean vcf_parent_read(VcfParent *parent, void *buf, gsize len,
@@ -269,7 +331,9 @@ gboolean vcf_parent_read(VcfParent *parent, void *buf, gsize len,
         return FALSE;
     }
 
-    VcfVmdkChain *chain = take_chain(parent);
+    VcfVmdkChain *chain = take_chain(parent, error);
+    if (chain == NULL)
+        return FALSE;
     libvmdk_handle_t *top = chain->links[0].handle;
     gsize done = 0;
     gboolean ok = TRUE;

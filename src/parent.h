@@ -4,13 +4,15 @@
  *
  * A VcfParent holds up to N independent libvmdk chains (each link a handle,
  * its parent set base first) because a libvmdk handle serialises its reads;
- * vcf_parent_read() takes any free chain, so reads run in parallel. The
- * first chain is opened (and checked) by vcf_parent_open, the others when
- * readers contend; one that cannot be opened then just leaves fewer. */
+ * vcf_parent_read() takes any free chain, so reads run in parallel.
+ * vcf_parent_open checks the chain and opens none: the first read opens
+ * the first chain, and readers that contend open the others; one that
+ * cannot be opened then just leaves fewer. */
 #pragma once
 #include <glib.h>
 
 typedef struct VcfParent VcfParent;
+typedef struct VcfLinkCache VcfLinkCache;
 
 /* The deepest chain vcf_parent_open opens, in links. */
 #define VCF_CHAIN_MAX_LINKS 255
@@ -25,8 +27,12 @@ typedef struct VcfParent VcfParent;
  * what libvmdk does not support; EIO for a damaged sparse file, a CID
  * mismatch or a parent smaller than its child. A descriptor in another
  * charset than UTF-8 (encoding="Shift_JIS", which libvmdk cannot read) is
- * converted to UTF-8 first, extent names included. */
-VcfParent *vcf_parent_open(const char *path, const char *confine_dir,
+ * converted to UTF-8 first, extent names included.
+ *
+ * Opening checks the chain; libvmdk opens it for reading at the first
+ * vcf_parent_read. CACHE (or NULL) holds links libvmdk opened before, which
+ * are not opened again while their files are unchanged (link-cache.h). */
+VcfParent *vcf_parent_open(const char *path, const char *confine_dir, VcfLinkCache *cache,
                            guint n_chains, GError **error);
 void vcf_parent_free(VcfParent *parent);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfParent, vcf_parent_free)
@@ -48,6 +54,8 @@ gboolean vcf_parent_check_unchanged(const VcfParent *parent, GError **error);
 const GPtrArray *vcf_parent_get_links(const VcfParent *parent);
 /* The realpath of the folder every file of the chain is in. */
 const char *vcf_parent_get_confine(const VcfParent *parent);
+/* The cache it was opened with (not a new reference), or NULL. */
+VcfLinkCache *vcf_parent_get_cache(const VcfParent *parent);
 /* How many libvmdk chains it may open to read in parallel. */
 guint vcf_parent_get_n_chains(const VcfParent *parent);
 

@@ -171,7 +171,7 @@ GBytes *vcf_snapshot_undo_vmx(const VcfSnapshotUndo *u) { return u->vmx; }
 GBytes *vcf_snapshot_undo_vmsd(const VcfSnapshotUndo *u) { return u->vmsd; }
 GPtrArray *vcf_snapshot_undo_deltas(const VcfSnapshotUndo *u) { return u->deltas; }
 
-gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
+gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine, VcfLinkCache *cache,
                            const char *display_name, const char *description,
                            VcfSnapshotHook before_commit, gpointer hook_data,
                            char **uid_out, VcfSnapshotUndo **undo_out, GError **error)
@@ -200,7 +200,7 @@ gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
     GPtrArray *made = undo->deltas;
     for (guint i = 0; i < vm->disks->len; i++) {
         const VcfVmDisk *d = g_ptr_array_index(vm->disks, i);
-        g_autoptr(VcfParent) cur = vcf_parent_open(d->path, confine, 1, error);
+        g_autoptr(VcfParent) cur = vcf_parent_open(d->path, confine, cache, 1, error);
         if (cur == NULL)
             goto undo;
         g_autofree char *name = vcf_snapshot_delta_name(vm->dir, d->file_name);

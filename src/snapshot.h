@@ -19,7 +19,7 @@ typedef struct VcfSnapshotUndo VcfSnapshotUndo;
  * with the uid the snapshot will get; FALSE (with ERROR) stops the take. */
 typedef gboolean (*VcfSnapshotHook)(const VcfSnapshotUndo *undo, const char *uid,
                                     gpointer data, GError **error);
-gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine,
+gboolean vcf_snapshot_take(const VcfVm *vm, const char *confine, VcfLinkCache *cache,
                            const char *display_name, const char *description,
                            VcfSnapshotHook before_commit, gpointer hook_data,
                            char **uid_out, VcfSnapshotUndo **undo_out, GError **error);

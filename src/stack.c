@@ -94,7 +94,8 @@ static gboolean own_level(VcfStack *s, Level *l, const VcfChainLink *link)
 }
 
 static gboolean vmdk_level(Level *l, const GPtrArray *links, guint from,
-                           const char *confine, guint n_chains, GError **error)
+                           const char *confine, VcfLinkCache *cache, guint n_chains,
+                           GError **error)
 {
     const VcfChainLink *top = links->pdata[from];
     /* What libvmdk would read wrong is refused rather than served. */
@@ -119,7 +120,7 @@ static gboolean vmdk_level(Level *l, const GPtrArray *links, guint from,
             }
         }
     }
-    VcfParent *p = vcf_parent_open(top->path, confine, n_chains, error);
+    VcfParent *p = vcf_parent_open(top->path, confine, cache, n_chains, error);
     if (p == NULL)
         return FALSE;
     l->n = 1;
@@ -142,6 +143,7 @@ VcfStack *vcf_stack_new(VcfParent *parent, GError **error)
             continue;
         }
         if (!vmdk_level(&s->levels[i], links, i, vcf_parent_get_confine(parent),
+                        vcf_parent_get_cache(parent),
                         vcf_parent_get_n_chains(parent), error)) {
             vcf_stack_free(s);
             return NULL;

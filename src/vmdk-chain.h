@@ -54,11 +54,19 @@ typedef struct {
     guint n_links;
 } VcfVmdkChain;
 
+typedef struct VcfLinkCache VcfLinkCache;
+
 /* Opens TOP (resolved) and its parents down to the base into CHAIN (its
- * lock untouched). FILES, when not NULL, gets every file read, top first;
- * LINKS, when not NULL, a VcfChainLink for every link, top first. Errors
- * as vcf_parent_open's. */
+ * lock untouched), each link with a libvmdk handle set on its parent's.
+ * With CHAIN NULL it only checks the chain: each link is opened with
+ * libvmdk and closed again, or, when CACHE (which may be NULL) holds it
+ * with its files unchanged, not opened at all (link-cache.h). Links
+ * libvmdk opened are kept in CACHE. FILES, when not NULL, gets every file
+ * read, top first, and STATS (when FILES and it are not NULL) each one's
+ * stat as taken before libvmdk first read it; LINKS, when not NULL, a
+ * VcfChainLink for every link, top first. Errors as vcf_parent_open's. */
 gboolean vcf_vmdk_chain_open(VcfVmdkChain *chain, const char *top, const char *confine_real,
-                             GPtrArray *files, GPtrArray *links, guint64 *size_out,
-                             guint32 *cid_out, GError **error);
+                             VcfLinkCache *cache, GPtrArray *files, GArray *stats,
+                             GPtrArray *links, guint64 *size_out, guint32 *cid_out,
+                             GError **error);
 void vcf_vmdk_chain_clear(VcfVmdkChain *chain);

@@ -63,7 +63,7 @@ static void teardown(void)
 static VcfDisk *open_disk(gboolean create)
 {
     GError *error = NULL;
-    VcfParent *parent = vcf_parent_open(parent_path, dir, 2, &error);
+    VcfParent *parent = vcf_parent_open(parent_path, dir, NULL, 2, &error);
     ck_assert_msg(parent != NULL, "%s", error ? error->message : "");
     VcfSparse *s;
     if (create) {
@@ -181,7 +181,7 @@ START_TEST(changed_parent_is_refused)
     const char *io[] = { "qemu-io", "-f", "vmdk", "-c", "write -P 0x99 0 4k", parent_path, NULL };
     run_ok(io);
     GError *error = NULL;
-    VcfParent *parent = vcf_parent_open(parent_path, dir, 1, &error);
+    VcfParent *parent = vcf_parent_open(parent_path, dir, NULL, 1, &error);
     ck_assert(parent != NULL);
     VcfSparse *s = vcf_sparse_open(store_path, TRUE, &error);
     ck_assert(s != NULL);
@@ -343,7 +343,7 @@ static void assert_qemu_reads(const char *path, const guint8 *expect)
 static VcfDisk *open_top(void)
 {
     GError *error = NULL;
-    VcfDisk *d = vcf_disk_open(store_path, dir, 2, &error);
+    VcfDisk *d = vcf_disk_open(store_path, dir, NULL, 2, &error);
     ck_assert_msg(d != NULL, "%s", error ? error->message : "");
     return d;
 }

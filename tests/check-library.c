@@ -227,8 +227,8 @@ START_TEST(take_snapshot)
     g_autoptr(VcfLibrary) lib = vcf_library_open(dir, &error);
     g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
     g_autofree char *uid = NULL;
-    ck_assert_msg(vcf_snapshot_take(vm, dir, "first", "d", NULL, NULL, &uid, NULL, &error), "%s",
-                  error ? error->message : "");
+    ck_assert_msg(vcf_snapshot_take(vm, dir, NULL, "first", "d", NULL, NULL, &uid, NULL,
+                                    &error), "%s", error ? error->message : "");
     ck_assert_str_eq(uid, "1");
     g_autoptr(VcfVm) after = vcf_library_load_vm(lib, "Web", &error);
     ck_assert_str_eq(((VcfVmDisk *)g_ptr_array_index(after->disks, 0))->file_name, "Web-000001.vmdk");
@@ -241,13 +241,13 @@ START_TEST(take_snapshot)
     g_autofree char *delta = g_build_filename(dir, "Web", "Web-000001.vmdk", NULL);
     const char *check[] = { "qemu-img", "check", "-q", delta, NULL };
     ck_assert_int_eq(test_run(check, NULL), 0);
-    g_autoptr(VcfParent) p = vcf_parent_open(delta, dir, 1, &error);
+    g_autoptr(VcfParent) p = vcf_parent_open(delta, dir, NULL, 1, &error);
     ck_assert_msg(p != NULL, "%s", error ? error->message : "");
     ck_assert_uint_eq(vcf_parent_get_size(p), 8 * 1024 * 1024);
 
     /* A second snapshot continues the numbering and the tree. */
     g_autofree char *uid2 = NULL;
-    ck_assert(vcf_snapshot_take(after, dir, "second", "d", NULL, NULL, &uid2, NULL, &error));
+    ck_assert(vcf_snapshot_take(after, dir, NULL, "second", "d", NULL, NULL, &uid2, NULL, &error));
     ck_assert_str_eq(uid2, "2");
     g_autoptr(VcfVm) again = vcf_library_load_vm(lib, "Web", &error);
     ck_assert_str_eq(((VcfVmDisk *)g_ptr_array_index(again->disks, 0))->file_name, "Web-000002.vmdk");
@@ -259,7 +259,7 @@ START_TEST(take_snapshot)
     again->power = VCF_POWER_ON;
     again->power_reason = g_strdup("test");
     g_autofree char *uid3 = NULL;
-    ck_assert(!vcf_snapshot_take(again, dir, "third", "d", NULL, NULL, &uid3, NULL, &error));
+    ck_assert(!vcf_snapshot_take(again, dir, NULL, "third", "d", NULL, NULL, &uid3, NULL, &error));
     ck_assert_int_eq(error->code, EBUSY);
     g_clear_error(&error);
 }
@@ -287,7 +287,7 @@ START_TEST(undo_snapshot)
     g_autoptr(VcfVm) vm = vcf_library_load_vm(lib, "Web", &error);
     g_autofree char *uid = NULL;
     g_autoptr(VcfSnapshotUndo) undo = NULL;
-    ck_assert(vcf_snapshot_take(vm, dir, "first", "d", NULL, NULL, &uid, &undo, &error));
+    ck_assert(vcf_snapshot_take(vm, dir, NULL, "first", "d", NULL, NULL, &uid, &undo, &error));
     ck_assert(undo != NULL);
     g_autofree char *vmx_mid = slurp("Web/Web.vmx");
     ck_assert(strstr(vmx_mid, "Web-000001.vmdk") != NULL);

@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         return 2;
     }
     GError *error = NULL;
-    VcfParent *p = vcf_parent_open(argv[1], argv[2], 2, &error);
+    VcfParent *p = vcf_parent_open(argv[1], argv[2], NULL, 2, &error);
     if (p == NULL) {
         printf("refused: %s\n", error->message);
         return 2;
