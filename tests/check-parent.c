@@ -4,102 +4,19 @@
  * hostile or broken chains must fail with the right errno, naming the file. */
 #include "config.h"
 #include "parent.h"
-#include "link-cache.h"
 #include "vcf-error.h"
 
+#include "chain-util.h"
 #include "test-util.h"
 
 #include <check.h>
 #include <glib/gstdio.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define MiB (1024u * 1024u)
-#define GiB ((guint64) 1024 * MiB)
-
-static char *dir;
-
-static void setup(void)
-{
-    GError *error = NULL;
-    dir = g_dir_make_tmp("vcf-parent-XXXXXX", &error);
-    ck_assert_msg(dir != NULL, "%s", error ? error->message : "");
-}
-
-static void run_argv(const char *cwd, const char *const *argv);
-
-static void teardown(void)
-{
-    const char *argv[] = { "rm", "-rf", dir, NULL };
-    run_argv(NULL, argv);
-    g_free(dir);
-}
-
-/* ---- helpers ----------------------------------------------------------- */
-
-static char *path_of(const char *name)
-{
-    return g_build_filename(dir, name, NULL);
-}
-
-static void run_argv(const char *cwd, const char *const *argv)
-{
-    GError *error = NULL;
-    g_autofree char *out = NULL, *err = NULL;
-    int status = 0;
-    gboolean ok = g_spawn_sync(cwd, (char **) argv, NULL, G_SPAWN_SEARCH_PATH,
-                               NULL, NULL, &out, &err, &status, &error);
-    ck_assert_msg(ok, "%s: %s", argv[0], error ? error->message : "");
-    ck_assert_msg(g_spawn_check_wait_status(status, NULL), "%s %s failed: %s",
-                  argv[0], argv[1], err);
-}
-
-/* Runs a command given as a NULL-terminated list, in the test folder, so
- * that backing file names are relative to it as VMware writes them. */
-static void run(const char *prog, ...) G_GNUC_NULL_TERMINATED;
-static void run(const char *prog, ...)
-{
-    g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    g_ptr_array_add(argv, (gpointer) prog);
-    va_list ap;
-    va_start(ap, prog);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL)
-        g_ptr_array_add(argv, (gpointer) a);
-    va_end(ap);
-    g_ptr_array_add(argv, NULL);
-    run_argv(dir, (const char *const *) argv->pdata);
-}
-
-static void write_pattern(const char *disk, int pattern, guint64 offset, guint64 len)
-{
-    g_autofree char *cmd = g_strdup_printf("write -P 0x%02x %" G_GUINT64_FORMAT
-                                           " %" G_GUINT64_FORMAT, pattern, offset, len);
-    run("qemu-io", "-f", "vmdk", "-c", cmd, disk, NULL);
-}
-
-/* The oracle: qemu-img's decoding of DISK as a raw file; returns its fd. */
-static int oracle(const char *disk)
-{
-    g_autofree char *raw = g_strdup_printf("%s.raw", disk);
-    run("qemu-img", "convert", "-f", "vmdk", "-O", "raw", disk, raw, NULL);
-    g_autofree char *path = path_of(raw);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ck_assert_int_ge(fd, 0);
-    return fd;
-}
-
-static VcfParent *open_ok(const char *name, guint n_chains)
-{
-    GError *error = NULL;
-    g_autofree char *path = path_of(name);
-    VcfParent *p = vcf_parent_open(path, dir, NULL, n_chains, &error);
-    ck_assert_msg(p != NULL, "%s: %s", name, error ? error->message : "");
-    return p;
-}
 
 /* Opening NAME must fail with errno CODE and a message holding each of the
  * NULL-terminated strings that follow (file names, mostly). */
@@ -107,7 +24,7 @@ static void open_fails(const char *name, const char *confine, int code, ...)
 {
     GError *error = NULL;
     g_autofree char *path = path_of(name);
-    VcfParent *p = vcf_parent_open(path, confine ? confine : dir, NULL, 2, &error);
+    VcfParent *p = vcf_parent_open(path, confine ? confine : chain_dir, NULL, 2, &error);
     ck_assert_msg(p == NULL, "%s opened", name);
     ck_assert_ptr_nonnull(error);
     ck_assert_msg(error->domain == VCF_ERROR && error->code == code,
@@ -121,171 +38,6 @@ static void open_fails(const char *name, const char *confine, int code, ...)
                       "message \"%s\" lacks \"%s\"", error->message, s);
     va_end(ap);
     g_error_free(error);
-}
-
-static gsize raw_read(int fd, guint8 *buf, gsize len, guint64 offset)
-{
-    gsize done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, buf + done, len - done, offset + done);
-        ck_assert_int_ge(n, 0);
-        if (n == 0)
-            break;
-        done += n;
-    }
-    return done;
-}
-
-/* Compares [START, START+LEN) of P with the raw oracle, in chunks of odd
- * sizes at unaligned offsets; bytes past the end of the disk must be 0. */
-static void compare(VcfParent *p, int raw, guint64 start, guint64 len)
-{
-    static const gsize chunks[] = { 1, 511, 4099, 65537, 7, 1048579, 131072, 333 };
-    guint8 *got = g_malloc(1048579), *want = g_malloc(1048579);
-    guint64 size = vcf_parent_get_size(p);
-    guint64 off = start;
-    for (guint i = 0; off < start + len; i++) {
-        gsize n = MIN(chunks[i % G_N_ELEMENTS(chunks)], start + len - off);
-        GError *error = NULL;
-        memset(got, 0xee, n);
-        ck_assert_msg(vcf_parent_read(p, got, n, off, &error), "%s",
-                      error ? error->message : "");
-        gsize have = off < size ? raw_read(raw, want, MIN(n, size - off), off) : 0;
-        memset(want + have, 0, n - have);
-        if (memcmp(got, want, n) != 0) {
-            gsize j = 0;
-            while (got[j] == want[j])
-                j++;
-            ck_abort_msg("byte %" G_GUINT64_FORMAT ": read %02x, qemu-img %02x",
-                         off + j, got[j], want[j]);
-        }
-        off += n;
-    }
-    g_free(got);
-    g_free(want);
-}
-
-/* The whole disk in odd chunks, then in one read, then reads across and past
- * its end. */
-static void compare_all(VcfParent *p, int raw)
-{
-    guint64 size = vcf_parent_get_size(p);
-    compare(p, raw, 0, size);
-    guint8 *got = g_malloc(size), *want = g_malloc(size);
-    GError *error = NULL;
-    ck_assert(vcf_parent_read(p, got, size, 0, &error));
-    ck_assert_uint_eq(raw_read(raw, want, size, 0), size);
-    ck_assert(memcmp(got, want, size) == 0);
-    g_free(got);
-    g_free(want);
-    compare(p, raw, size - 1000, 5000);
-    compare(p, raw, size + 12345, 777);
-    compare(p, raw, G_MAXUINT64 - 100, 50);
-}
-
-/* Where NEEDLE first occurs in the first LEN bytes of TEXT, which may hold
- * NUL bytes (a sparse file's header comes before its descriptor). */
-static char *find(char *text, gsize len, const char *needle)
-{
-    gsize n = strlen(needle);
-    for (gsize i = 0; i + n <= len; i++)
-        if (memcmp(text + i, needle, n) == 0)
-            return text + i;
-    return NULL;
-}
-
-static guint32 descriptor_cid(const char *name, const char *key)
-{
-    g_autofree char *path = path_of(name), *text = NULL;
-    gsize len = 0;
-    ck_assert(g_file_get_contents(path, &text, &len, NULL));
-    g_autofree char *needle = g_strdup_printf("\n%s=", key);
-    const char *at = find(text, MIN(len, (gsize) 65536), needle);
-    ck_assert_ptr_nonnull(at);
-    return (guint32) strtoul(at + strlen(needle), NULL, 16);
-}
-
-/* Replaces the value of KEY= in NAME's descriptor, embedded or not. In a
- * sparse file the descriptor is NUL-padded text, so the rest of its text
- * shifts into the padding and the file keeps its layout. */
-static void edit_descriptor(const char *name, const char *key, const char *value)
-{
-    g_autofree char *path = path_of(name), *text = NULL;
-    gsize len = 0;
-    ck_assert(g_file_get_contents(path, &text, &len, NULL));
-    g_autofree char *needle = g_strdup_printf("\n%s=", key);
-    char *at = find(text, MIN(len, (gsize) 65536), needle);
-    ck_assert_ptr_nonnull(at);
-    char *val = at + strlen(needle);
-    char *eol = strchr(val, '\n');
-    ck_assert_ptr_nonnull(eol);
-    gsize text_end = strlen(val) + (val - text);   /* first NUL or end */
-    GString *s = g_string_new_len(text, val - text);
-    g_string_append(s, value);
-    g_string_append_len(s, eol, text + text_end - eol);
-    if (text_end < len) {
-        gssize grow = (gssize) s->len - (gssize) text_end;
-        ck_assert((gssize) (len - text_end) > grow + 1);
-        for (gssize i = 0; i < grow; i++)
-            ck_assert_int_eq(text[text_end + i], 0);
-        gsize tail = text_end + MAX(grow, 0);
-        if (grow < 0)
-            g_string_append_len(s, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", -grow);
-        ck_assert(-grow <= 16);
-        g_string_append_len(s, text + tail, len - tail);
-        ck_assert_uint_eq(s->len, len);
-    }
-    ck_assert(g_file_set_contents(path, s->str, s->len, NULL));
-    g_string_free(s, TRUE);
-}
-
-/* Renames KEY= to NEW_KEY= (same length) in NAME's descriptor. */
-static void rename_key(const char *name, const char *key, const char *new_key)
-{
-    ck_assert_uint_eq(strlen(key), strlen(new_key));
-    g_autofree char *path = path_of(name), *text = NULL;
-    gsize len = 0;
-    ck_assert(g_file_get_contents(path, &text, &len, NULL));
-    g_autofree char *needle = g_strdup_printf("\n%s=", key);
-    char *at = find(text, MIN(len, (gsize) 65536), needle);
-    ck_assert_ptr_nonnull(at);
-    memcpy(at + 1, new_key, strlen(new_key));
-    ck_assert(g_file_set_contents(path, text, len, NULL));
-}
-
-static void check_files(VcfParent *p, ...)
-{
-    const char *const *files = vcf_parent_get_files(p);
-    va_list ap;
-    va_start(ap, p);
-    guint i = 0;
-    const char *name;
-    while ((name = va_arg(ap, const char *)) != NULL) {
-        g_autofree char *path = path_of(name);
-        char *real = realpath(path, NULL);
-        ck_assert_ptr_nonnull(real);
-        ck_assert_ptr_nonnull(files[i]);
-        ck_assert_str_eq(files[i], real);
-        free(real);
-        i++;
-    }
-    va_end(ap);
-    ck_assert_ptr_null(files[i]);
-}
-
-/* base <- delta1 <- delta2, each writing its own pattern over the last. */
-static void make_chain3(void)
-{
-    run("qemu-img", "create", "-q", "-f", "vmdk", "base.vmdk", "16M", NULL);
-    write_pattern("base.vmdk", 0x11, 0, 2 * MiB);
-    write_pattern("base.vmdk", 0x12, 12 * MiB + 4096, 300 * 1024);
-    run("qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk",
-        "delta1.vmdk", NULL);
-    write_pattern("delta1.vmdk", 0x22, 1 * MiB, 2 * MiB);
-    run("qemu-img", "create", "-q", "-f", "vmdk", "-b", "delta1.vmdk", "-F", "vmdk",
-        "delta2.vmdk", NULL);
-    write_pattern("delta2.vmdk", 0x33, 2 * MiB + 512, 1 * MiB);
-    write_pattern("delta2.vmdk", 0x44, 8 * MiB, 64 * 1024);
 }
 
 /* ---- reading ----------------------------------------------------------- */
@@ -788,7 +540,7 @@ START_TEST(garbage_and_truncated)
         run("cp", "disk.vmdk", name, NULL);
         ck_assert_int_eq(truncate(cut, cuts[i]), 0);
         GError *error = NULL;
-        VcfParent *p = vcf_parent_open(cut, dir, NULL, 1, &error);
+        VcfParent *p = vcf_parent_open(cut, chain_dir, NULL, 1, &error);
         if (p == NULL) {
             ck_assert_msg(strstr(error->message, cut) != NULL, "%s", error->message);
             g_error_free(error);
@@ -807,174 +559,11 @@ START_TEST(garbage_and_truncated)
 }
 END_TEST
 
-/* ---- the link cache ---------------------------------------------------- */
-
-static VcfParent *open_cached(const char *name, VcfLinkCache *cache, GError **error)
-{
-    g_autofree char *path = path_of(name);
-    return vcf_parent_open(path, dir, cache, 2, error);
-}
-
-static void expect_counts(VcfLinkCache *cache, guint64 stored, guint64 hits)
-{
-    guint64 s = 0, h = 0;
-    vcf_link_cache_counts(cache, &s, &h);
-    ck_assert_msg(s == stored && h == hits, "cache stored %" G_GUINT64_FORMAT " and hit %"
-                  G_GUINT64_FORMAT ", not %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT,
-                  s, h, stored, hits);
-}
-
-/* A chain opened again is served from what libvmdk found the first time,
- * reads the same bytes, and is opened whole again once a file changed: a
- * change the cache hid would be served as the old chain. */
-START_TEST(link_cache)
-{
-    make_chain3();
-    int raw = oracle("delta2.vmdk");
-    g_autoptr(VcfLinkCache) cache = vcf_link_cache_new(0);
-    GError *error = NULL;
-    VcfParent *p = open_cached("delta2.vmdk", cache, &error);
-    ck_assert_msg(p != NULL, "%s", error ? error->message : "");
-    expect_counts(cache, 3, 0);
-    compare_all(p, raw);
-    vcf_parent_free(p);
-    p = open_cached("delta2.vmdk", cache, &error);
-    ck_assert_msg(p != NULL, "%s", error ? error->message : "");
-    expect_counts(cache, 3, 3);
-    check_files(p, "delta2.vmdk", "delta1.vmdk", "base.vmdk", NULL);
-    compare_all(p, raw);
-    vcf_parent_free(p);
-    /* Its lower part, from the cache too. */
-    p = open_cached("delta1.vmdk", cache, &error);
-    ck_assert_msg(p != NULL, "%s", error ? error->message : "");
-    expect_counts(cache, 3, 5);
-    vcf_parent_free(p);
-    close(raw);
-
-    edit_descriptor("delta1.vmdk", "parentCID", "1234abcd");
-    p = open_cached("delta2.vmdk", cache, &error);
-    ck_assert_msg(p == NULL, "a changed chain opened from the cache");
-    ck_assert_msg(error->code == EIO && strstr(error->message, "parentCID 1234abcd") != NULL,
-                  "%s", error->message);
-    g_clear_error(&error);
-    /* delta2 and base came from the cache, delta1 from libvmdk. */
-    expect_counts(cache, 4, 7);
-
-    /* Files that changed within the settle time are not kept. */
-    g_autoptr(VcfLinkCache) settled = vcf_link_cache_new((gint64)3600 * G_USEC_PER_SEC);
-    p = open_cached("base.vmdk", settled, &error);
-    ck_assert_msg(p != NULL, "%s", error ? error->message : "");
-    vcf_parent_free(p);
-    expect_counts(settled, 0, 0);
-}
-END_TEST
-
-/* libvmdk opens a chain for reading at its first read, long after it was
- * checked: a file changed in between must be refused there (and for good),
- * not read unchecked. */
-START_TEST(first_read_sees_change)
-{
-    make_chain3();
-    VcfParent *p = open_ok("delta2.vmdk", 2);
-    /* New bytes, CID and all (qemu-io moves the CID at its first write). */
-    write_pattern("base.vmdk", 0x5c, 3 * MiB, 64 * 1024);
-    guint8 buf[4096];
-    for (int i = 0; i < 2; i++) {
-        GError *error = NULL;
-        ck_assert_msg(!vcf_parent_read(p, buf, sizeof buf, 3 * MiB, &error),
-                      "a changed base read without error");
-        ck_assert_msg(error->code == EIO && strstr(error->message, "base.vmdk") != NULL
-                      && strstr(error->message, "changed") != NULL, "%s", error->message);
-        g_error_free(error);
-    }
-    vcf_parent_free(p);
-}
-END_TEST
-
-typedef struct {
-    VcfParent *parent;
-    guint failures;
-} FirstReader;
-
-static gpointer first_reader(gpointer data)
-{
-    FirstReader *r = data;
-    guint8 buf[4096];
-    for (int i = 0; i < 20; i++) {
-        GError *error = NULL;
-        if (!vcf_parent_read(r->parent, buf, sizeof buf, (guint64)i * 4096, &error)) {
-            ck_assert_int_eq(error->code, EIO);
-            r->failures++;
-            g_error_free(error);
-        }
-    }
-    return NULL;
-}
-
-/* Readers that arrive together at a chain that can no longer be opened
- * all get EIO, and none waits for ever. */
-START_TEST(parallel_first_reads_fail)
-{
-    make_chain3();
-    VcfParent *p = open_ok("delta2.vmdk", 3);
-    g_autofree char *mid = path_of("delta1.vmdk");
-    ck_assert_int_eq(unlink(mid), 0);
-    FirstReader readers[6];
-    GThread *threads[6];
-    for (guint i = 0; i < 6; i++) {
-        readers[i] = (FirstReader) { .parent = p };
-        threads[i] = g_thread_new("first", first_reader, &readers[i]);
-    }
-    for (guint i = 0; i < 6; i++) {
-        g_thread_join(threads[i]);
-        ck_assert_uint_eq(readers[i].failures, 20);
-    }
-    vcf_parent_free(p);
-}
-END_TEST
-
-/* A file replaced by another of the same name and size, or an extent name
- * led elsewhere, is opened whole again, and its new bytes are read. */
-START_TEST(link_cache_sees_replacement)
-{
-    make_chain3();
-    g_autoptr(VcfLinkCache) cache = vcf_link_cache_new(0);
-    GError *error = NULL;
-    VcfParent *p = open_cached("delta2.vmdk", cache, &error);
-    ck_assert_msg(p != NULL, "%s", error ? error->message : "");
-    vcf_parent_free(p);
-    expect_counts(cache, 3, 0);
-    /* A copy of delta1 with other bytes in its first grain (at 64 KiB in
-     * the file, 1 MiB in the disk), CID and size unchanged, moved over the
-     * original. */
-    run("cp", "delta1.vmdk", "new.vmdk", NULL);
-    run("sh", "-c", "printf 'other bytes' | "
-        "dd of=new.vmdk bs=1 seek=65536 conv=notrunc status=none", NULL);
-    struct stat a, b;
-    g_autofree char *old_path = path_of("delta1.vmdk");
-    g_autofree char *new_path = path_of("new.vmdk");
-    ck_assert_int_eq(stat(old_path, &a), 0);
-    ck_assert_int_eq(stat(new_path, &b), 0);
-    ck_assert_int_eq(a.st_size, b.st_size);
-    ck_assert_int_eq(rename(new_path, old_path), 0);
-    int raw = oracle("delta2.vmdk");
-    char seen[11];
-    ck_assert_uint_eq(raw_read(raw, (guint8 *)seen, sizeof seen, 1 * MiB), sizeof seen);
-    ck_assert_msg(memcmp(seen, "other bytes", sizeof seen) == 0, "the new bytes are not seen");
-    p = open_cached("delta2.vmdk", cache, &error);
-    ck_assert_msg(p != NULL, "%s", error ? error->message : "");
-    expect_counts(cache, 4, 2);
-    compare_all(p, raw);
-    vcf_parent_free(p);
-    close(raw);
-}
-END_TEST
-
 static Suite *parent_suite(void)
 {
     Suite *s = suite_create("parent");
     TCase *tc = tcase_create("read");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, chain_setup, chain_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, monolithic_sparse);
     tcase_add_test(tc, stream_optimized);
@@ -985,15 +574,11 @@ static Suite *parent_suite(void)
     tcase_add_test(tc, mixed_chain);
     tcase_add_test(tc, absolute_parent);
     tcase_add_test(tc, parallel_reads);
-    tcase_add_test(tc, link_cache);
-    tcase_add_test(tc, link_cache_sees_replacement);
-    tcase_add_test(tc, first_read_sees_change);
-    tcase_add_test(tc, parallel_first_reads_fail);
     tcase_add_test(tc, renamed_sparse_reads_itself);
     tcase_add_test(tc, depth_limit);
     suite_add_tcase(s, tc);
     tc = tcase_create("refuse");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, chain_setup, chain_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, parent_outside_confine);
     tcase_add_test(tc, extent_outside_confine);
