@@ -50,6 +50,12 @@ const char *protected_by(VcfMount *m, const char *real);
  * ST's device and inode), or NULL. m->lock held. */
 const char *protected_fd_by(VcfMount *m, int fd);
 const char *protected_id_by(VcfMount *m, const struct stat *st);
+/* Watching the files below open clones (watch.c): started in the serving
+ * process, stopped before the syncer; a file is watched from when it is
+ * protected (m->lock held) for as long as it exists. */
+void watch_start(VcfMount *m);
+void watch_file_locked(VcfMount *m, const char *path);
+void watch_stop(VcfMount *m);
 /* Recomputes the protected set from the open clones. m->lock held. */
 void protect_refresh(VcfMount *m);
 /* The clone's info when NAME in clone folder N is one of its disk files:

@@ -58,9 +58,13 @@ typedef struct {
     GThread *syncer;       /* syncs open disks every few seconds */
     GThread *warmer;       /* checks the library's disks once, at mount */
     gint warm_stop;        /* atomic: the warmer stops at the next disk */
+    GThread *watcher;      /* reads watch_fd (watch.c) */
+    int watch_fd;          /* inotify: the files below open clones; -1: none */
+    int watch_stop;        /* eventfd: the watcher ends */
     GMutex sync_lock;
     GCond sync_cond;
     gboolean stopping;     /* sync_lock */
+    gboolean recheck;      /* sync_lock: a watched file changed; check parents now */
 } VcfMount;
 
 extern const struct fuse_lowlevel_ops vcf_fs_ops;

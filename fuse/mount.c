@@ -46,6 +46,7 @@ static char *file_id(dev_t dev, ino_t ino)
 static void protect_file(VcfMount *m, const char *path, const char *clone)
 {
     g_hash_table_insert(m->protected, g_strdup(path), g_strdup(clone));
+    watch_file_locked(m, path);
     struct stat st;
     if (stat(path, &st) == 0)
         g_hash_table_insert(m->protected_ids, file_id(st.st_dev, st.st_ino), g_strdup(clone));
@@ -72,14 +73,24 @@ static void protect_clone(VcfMount *m, const char *name, OpenClone *oc)
         protect_file(m, g_ptr_array_index(files, i), name);
 }
 
-/* A clone that did not open for being broken (a parent changed or gone,
- * a damaged store) says so in its state until it opens. m->lock held. */
-static void note_open_locked(VcfMount *m, const char *name, const GError *error)
+/* A clone that exists and did not open is broken (a parent changed or
+ * gone, a damaged store): it says so in its state until it opens, and
+ * ERROR becomes EIO, what a broken clone's disks answer, not the errno of
+ * a file below it (ENOENT for a disk that ls shows would be a riddle).
+ * Errors of the moment (memory, file handles) say nothing of the clone.
+ * m->lock held. */
+static void note_open_locked(VcfMount *m, const char *name, GError *error)
 {
-    if (error == NULL)
+    if (error == NULL) {
         g_hash_table_remove(m->unopenable, name);
-    else if (vcf_error_errno(error) == EIO)
-        g_hash_table_insert(m->unopenable, g_strdup(name), g_strdup(error->message));
+        return;
+    }
+    int e = vcf_error_errno(error);
+    if (e == ENOMEM || e == EMFILE || e == ENFILE || e == EAGAIN || e == EINTR || e == EBUSY)
+        return;
+    error->domain = VCF_ERROR;
+    error->code = EIO;
+    g_hash_table_insert(m->unopenable, g_strdup(name), g_strdup(error->message));
 }
 
 OpenClone *open_clone_locked(VcfMount *m, const char *name, GError **error)
@@ -262,6 +273,7 @@ gboolean vcf_mount_init(VcfMount *m, const char *library, guint n_chains,
                         double timeout, GError **error)
 {
     memset(m, 0, sizeof *m);
+    m->watch_fd = m->watch_stop = -1;
     m->lib = vcf_library_open(library, error);
     if (m->lib == NULL)
         return FALSE;
@@ -323,6 +335,7 @@ void vcf_mount_clear(VcfMount *m)
         g_thread_join(m->warmer);
         m->warmer = NULL;
     }
+    watch_stop(m);
     if (m->syncer != NULL) {
         g_mutex_lock(&m->sync_lock);
         m->stopping = TRUE;

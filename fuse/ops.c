@@ -38,6 +38,7 @@ void fs_init(void *userdata, struct fuse_conn_info *conn)
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
     /* Threads come after the fork into the background. One copy worker:
      * copies take turns, and leave the other core to guests. */
+    watch_start(m);
     m->copy_pool = vcf_copy_pool_new(1, m->copy_rate);
     copy_resume_all(m);
     /* Signals go to libfuse's threads only. */
@@ -97,46 +98,62 @@ static gboolean check_parent(VcfMount *m, VcfDisk *disk, const char *name)
     return FALSE;
 }
 
-/* Flushes open disks now and then, so that a writer that never calls
- * fsync still has its grain tables on disk within seconds. */
+/* Checks the parents of every open clone (check_parent) and, with SYNC,
+ * flushes its disks too. */
+static void sync_pass(VcfMount *m, gboolean sync)
+{
+    /* ns_lock keeps the clones open while we sync them; lock is held
+     * only to list them, so lookups and opens go on meanwhile. */
+    g_mutex_lock(&m->ns_lock);
+    g_autoptr(GPtrArray) disks = g_ptr_array_new();
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_lock(&m->lock);
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, m->clones);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        OpenClone *oc = v;
+        for (guint i = 0; i < vcf_clone_n_disks(oc->clone); i++) {
+            g_ptr_array_add(disks, vcf_clone_get_disk(oc->clone, i));
+            g_ptr_array_add(names, g_strdup(k));
+        }
+    }
+    g_mutex_unlock(&m->lock);
+    for (guint i = 0; i < disks->len; i++) {
+        GError *error = NULL;
+        if (check_parent(m, disks->pdata[i], names->pdata[i]) && sync
+            && !vcf_disk_sync(disks->pdata[i], &error)) {
+            g_warning("clone %s: background sync: %s", (char *)names->pdata[i],
+                      error->message);
+            g_error_free(error);
+        }
+    }
+    g_mutex_unlock(&m->ns_lock);
+}
+
+/* Flushes open disks every few seconds, so that a writer that never calls
+ * fsync still has its grain tables on disk within seconds, and checks
+ * their parents then, and whenever a watched file below them changed
+ * (watch.c). */
 static gpointer syncer_main(gpointer data)
 {
     VcfMount *m = data;
+    gint64 next = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
     g_mutex_lock(&m->sync_lock);
     while (!m->stopping) {
-        gint64 until = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
-        g_cond_wait_until(&m->sync_cond, &m->sync_lock, until);
+        g_cond_wait_until(&m->sync_cond, &m->sync_lock, next);
         if (m->stopping)
             break;
+        /* Woken by a watched file alone: a check, not a sync. */
+        gboolean only_check = m->recheck && !g_atomic_int_get(&m->copies_changed)
+                              && g_get_monotonic_time() < next;
+        m->recheck = FALSE;
         g_mutex_unlock(&m->sync_lock);
-        /* ns_lock keeps the clones open while we sync them; lock is held
-         * only to list them, so lookups and opens go on meanwhile. */
-        g_mutex_lock(&m->ns_lock);
-        g_autoptr(GPtrArray) disks = g_ptr_array_new();
-        g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-        g_mutex_lock(&m->lock);
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, m->clones);
-        while (g_hash_table_iter_next(&it, &k, &v)) {
-            OpenClone *oc = v;
-            for (guint i = 0; i < vcf_clone_n_disks(oc->clone); i++) {
-                g_ptr_array_add(disks, vcf_clone_get_disk(oc->clone, i));
-                g_ptr_array_add(names, g_strdup(k));
-            }
+        sync_pass(m, !only_check);
+        if (!only_check) {
+            copy_tick(m);
+            next = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
         }
-        g_mutex_unlock(&m->lock);
-        for (guint i = 0; i < disks->len; i++) {
-            GError *error = NULL;
-            if (check_parent(m, disks->pdata[i], names->pdata[i])
-                && !vcf_disk_sync(disks->pdata[i], &error)) {
-                g_warning("clone %s: background sync: %s", (char *)names->pdata[i],
-                          error->message);
-                g_error_free(error);
-            }
-        }
-        g_mutex_unlock(&m->ns_lock);
-        copy_tick(m);
         g_mutex_lock(&m->sync_lock);
     }
     g_mutex_unlock(&m->sync_lock);

@@ -90,20 +90,26 @@ layer=$(ls "$STORE/l1"/.vcf-layer-*.vmdk)
 [ -f "$layer" ] || fail "no frozen layer of l1: $(ls -a "$STORE/l1")"
 lhost=$(host_offset "$layer" $((3 * MiB)))
 [ -n "$lhost" ] || fail "qemu-img map does not place offset 3 MiB in l1's frozen layer"
-# As bit rot would: the file's time stays (else it reads as a changed parent).
+# As bit rot would: the file's time stays (else it reads as a changed
+# parent), and no daemon sees the write (a mounted one is told of it by
+# inotify, and would look while its time is new).
+unmount_lib
 dd if="$layer" of="$T/saved" bs=1 skip=$((lhost + 200)) count=8 status=none
 touch -r "$layer" "$T/stamp"
 printf 'damaged!' | dd of="$layer" bs=1 seek=$((lhost + 200)) conv=notrunc status=none
 touch -r "$T/stamp" "$layer"
+mount_lib -o clone_type=full
 setfattr -n user.vmclonefs.type -v full "$C/l1/bad"
 wait_state "$C/l1/bad" broken 30
 attr "$C/l1/bad" error | grep -q "checksum mismatch" ||
     fail "the copy of a damaged frozen grain: $(attr "$C/l1/bad" error)"
 rmdir "$C/l1/bad"
 [ -z "$(log_lines "copy" "broken" | grep -v "clone bad:")" ] || fail "a copy broke: $(log_lines copy broken)"
-log_mark
+unmount_lib
 dd if="$T/saved" of="$layer" bs=1 seek=$((lhost + 200)) conv=notrunc status=none
 touch -r "$T/stamp" "$layer"
+mount_lib -o clone_type=full
+log_mark
 setfattr -n user.vmclonefs.type -v full "$C/l1"
 mkdir "$C/l1/g1"
 wait_state "$C/l1/g1" full 30

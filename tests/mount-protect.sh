@@ -200,6 +200,23 @@ expect_log "a parent changed" 'clone w1 is broken' 'Chain-000001.vmdk'
 cat "$W" >/dev/null 2>"$T/cat.err" && fail "w1 read after its parent changed under it"
 grep -q 'Input/output error' "$T/cat.err" || fail "reading w1: $(cat "$T/cat.err")"
 rmdir "$C/Chain@Configured/w1" || fail "rmdir of the broken w1"
+# One that keeps the file's size, mode and CID (dd into a grain): the watch
+# on the files below open clones finds it within moments, not at the
+# syncer's next pass (every 5 s), and the next read is EIO, not new bytes.
+mkdir "$C/Chain@Configured/w3" || fail "mkdir w3"
+W3=$C/Chain@Configured/w3/w3-flat.vmdk
+raw_of "$LIB/Chain/Chain-000001.vmdk" "$T/configured3.raw"
+same_bytes "$W3" "$T/configured3.raw" "w3 before its parent changes"
+off=$(host_offset "$LIB/Chain/Chain-000001.vmdk" 0)
+[ -n "$off" ] || fail "no data at offset 0 of Chain-000001.vmdk"
+size0=$(stat -c %s "$LIB/Chain/Chain-000001.vmdk")
+head -c 512 /dev/urandom | dd of="$LIB/Chain/Chain-000001.vmdk" bs=512 seek=$((off / 512)) \
+    conv=notrunc status=none
+[ "$(stat -c %s "$LIB/Chain/Chain-000001.vmdk")" = "$size0" ] || fail "dd changed the size"
+wait_state "$C/Chain@Configured/w3" broken 2
+cat "$W3" >/dev/null 2>"$T/cat.err" && fail "w3 read after its parent changed under it"
+grep -q 'Input/output error' "$T/cat.err" || fail "reading w3: $(cat "$T/cat.err")"
+rmdir "$C/Chain@Configured/w3" || fail "rmdir of the broken w3"
 # Changed while the library was not mounted: the CID check refuses it at
 # open, and its state says so.
 mkdir "$C/Chain@Configured/w2" || fail "mkdir w2"
@@ -212,6 +229,25 @@ cat "$C/Chain@Configured/w2/w2-flat.vmdk" >/dev/null 2>&1 && fail "w2 read after
 attr "$C/Chain@Configured/w2" error | grep -q 'Chain-000001.vmdk.*changed' ||
     fail "w2's error does not say why: $(attr "$C/Chain@Configured/w2" error)"
 rmdir "$C/Chain@Configured/w2" || fail "rmdir of the broken w2"
+# A parent gone while the library was not mounted: broken, and its disk
+# answers EIO (not the ENOENT of the file below it); once the file is
+# back as it was, the clone opens again.
+mkdir "$C/TwoDisks/w4" || fail "mkdir w4"
+W4=$(ls -d "$C"/TwoDisks*/w4)
+unmount_lib
+mv "$LIB/TwoDisks/TwoDisks_1.vmdk" "$T/"
+mount_lib
+cat "$W4/w4_1-flat.vmdk" >/dev/null 2>"$T/cat.err" && fail "w4 read with its parent gone"
+grep -q 'Input/output error' "$T/cat.err" || fail "reading w4 with its parent gone: $(cat "$T/cat.err")"
+[ "$(attr "$W4" state)" = broken ] || fail "w4 is $(attr "$W4" state) with its parent gone"
+attr "$W4" error | grep -q 'TwoDisks_1.vmdk' ||
+    fail "w4's error does not name the missing file: $(attr "$W4" error)"
+unmount_lib
+mv "$T/TwoDisks_1.vmdk" "$LIB/TwoDisks/"
+mount_lib
+cat "$W4/w4_1-flat.vmdk" >/dev/null || fail "w4 does not read once its parent is back"
+[ "$(attr "$W4" state)" = linked ] || fail "w4 is $(attr "$W4" state) once its parent is back"
+rmdir "$W4" || fail "rmdir w4"
 
 unmount_lib
 finish_soft_fails
