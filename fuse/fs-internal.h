@@ -52,9 +52,11 @@ const char *protected_fd_by(VcfMount *m, int fd);
 const char *protected_id_by(VcfMount *m, const struct stat *st);
 /* Watching the files below open clones (watch.c): started in the serving
  * process, stopped before the syncer; a file is watched from when it is
- * protected (m->lock held) for as long as it exists. */
+ * protected (m->lock held) until it is not. */
 void watch_start(VcfMount *m);
 void watch_file_locked(VcfMount *m, const char *path);
+/* Drops the watches of files no longer protected. m->lock held. */
+void watch_prune_locked(VcfMount *m);
 void watch_stop(VcfMount *m);
 /* Recomputes the protected set from the open clones. m->lock held. */
 void protect_refresh(VcfMount *m);

@@ -59,7 +59,9 @@ typedef struct {
     GThread *warmer;       /* checks the library's disks once, at mount */
     gint warm_stop;        /* atomic: the warmer stops at the next disk */
     GThread *watcher;      /* reads watch_fd (watch.c) */
-    int watch_fd;          /* inotify: the files below open clones; -1: none */
+    int watch_fd;          /* inotify: the files below open clones; -1: none; set
+                            * and closed under lock */
+    GHashTable *watched;   /* lock: path -> its inotify watch (a protected file) */
     int watch_stop;        /* eventfd: the watcher ends */
     GMutex sync_lock;
     GCond sync_cond;

@@ -205,6 +205,7 @@ void protect_refresh(VcfMount *m)
     g_hash_table_iter_init(&it, m->clones);
     while (g_hash_table_iter_next(&it, &k, &v))
         protect_clone(m, k, v);
+    watch_prune_locked(m);
     g_atomic_int_inc(&m->protect_gen);
 }
 

@@ -131,29 +131,40 @@ static void sync_pass(VcfMount *m, gboolean sync)
     g_mutex_unlock(&m->ns_lock);
 }
 
+/* A storm of events (a VM running on a watched disk) is looked at this
+ * often at most, or at twice the time a pass takes: the passes hold
+ * ns_lock, which mkdir and rmdir wait for. */
+#define CHECK_GAP_USEC (100 * 1000)
+
 /* Flushes open disks every few seconds, so that a writer that never calls
  * fsync still has its grain tables on disk within seconds, and checks
- * their parents then, and whenever a watched file below them changed
- * (watch.c). */
+ * their parents then, and soon after a watched file below them changed
+ * (watch.c). The flags are looked at under sync_lock before every wait,
+ * so a wake that came during a pass is not lost. */
 static gpointer syncer_main(gpointer data)
 {
     VcfMount *m = data;
     gint64 next = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+    gint64 check_after = 0;
     g_mutex_lock(&m->sync_lock);
     while (!m->stopping) {
-        g_cond_wait_until(&m->sync_cond, &m->sync_lock, next);
-        if (m->stopping)
-            break;
+        gint64 now = g_get_monotonic_time();
+        gboolean due = now >= next || g_atomic_int_get(&m->copies_changed);
+        if (!due && !(m->recheck && now >= check_after)) {
+            g_cond_wait_until(&m->sync_cond, &m->sync_lock,
+                              m->recheck ? MIN(next, check_after) : next);
+            continue;
+        }
         /* Woken by a watched file alone: a check, not a sync. */
-        gboolean only_check = m->recheck && !g_atomic_int_get(&m->copies_changed)
-                              && g_get_monotonic_time() < next;
         m->recheck = FALSE;
         g_mutex_unlock(&m->sync_lock);
-        sync_pass(m, !only_check);
-        if (!only_check) {
+        sync_pass(m, due);
+        if (due) {
             copy_tick(m);
             next = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
         }
+        gint64 end = g_get_monotonic_time();
+        check_after = end + (due ? CHECK_GAP_USEC : MAX(CHECK_GAP_USEC, 2 * (end - now)));
         g_mutex_lock(&m->sync_lock);
     }
     g_mutex_unlock(&m->sync_lock);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -53,30 +54,70 @@ static gpointer watcher_main(gpointer data)
 void watch_start(VcfMount *m)
 {
     m->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    m->watch_stop = eventfd(0, EFD_CLOEXEC);
+    int e = errno;
+    m->watch_stop = m->watch_fd < 0 ? -1 : eventfd(0, EFD_CLOEXEC);
     if (m->watch_fd < 0 || m->watch_stop < 0) {
         g_warning("cannot watch the files below clones (%s): changes made outside the "
-                  "mount are found within 5 s", g_strerror(errno));
+                  "mount are found within 5 s", g_strerror(m->watch_fd < 0 ? e : errno));
         watch_stop(m);
         return;
     }
     m->watcher = vcf_thread_new_quiet("vcf-watch", watcher_main, m);
-    /* What is protected already (clones opened before serving). */
+    /* What is protected already (clones opened before serving), and a
+     * check of it: a change before its watch came would not be told. */
     g_mutex_lock(&m->lock);
+    m->watched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     GHashTableIter it;
     gpointer path;
     g_hash_table_iter_init(&it, m->protected);
     while (g_hash_table_iter_next(&it, &path, NULL))
         watch_file_locked(m, path);
     g_mutex_unlock(&m->lock);
+    g_mutex_lock(&m->sync_lock);
+    m->recheck = TRUE;
+    g_cond_signal(&m->sync_cond);
+    g_mutex_unlock(&m->sync_lock);
 }
 
 void watch_file_locked(VcfMount *m, const char *path)
 {
-    /* A file watched already keeps its watch; one that cannot be watched
-     * (the user's limit of watches reached) is still checked every 5 s. */
-    if (m->watch_fd >= 0)
-        (void)inotify_add_watch(m->watch_fd, path, WATCHED);
+    /* One that cannot be watched (the user's limit of watches reached) is
+     * still checked every 5 s. */
+    if (m->watch_fd < 0 || m->watched == NULL || g_hash_table_contains(m->watched, path))
+        return;
+    int wd = inotify_add_watch(m->watch_fd, path, WATCHED);
+    if (wd >= 0)
+        g_hash_table_insert(m->watched, g_strdup(path), GINT_TO_POINTER(wd));
+}
+
+/* Whether another path of WATCHED than PATH has watch WD (hard links, or
+ * one file by two names: one inode, one watch). */
+static gboolean wd_shared(GHashTable *watched, const char *path, int wd)
+{
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, watched);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        if (GPOINTER_TO_INT(v) == wd && strcmp(k, path) != 0)
+            return TRUE;
+    return FALSE;
+}
+
+void watch_prune_locked(VcfMount *m)
+{
+    if (m->watched == NULL)
+        return;
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, m->watched);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        if (g_hash_table_contains(m->protected, k))
+            continue;
+        int wd = GPOINTER_TO_INT(v);
+        if (!wd_shared(m->watched, k, wd))
+            (void)inotify_rm_watch(m->watch_fd, wd);
+        g_hash_table_iter_remove(&it);
+    }
 }
 
 void watch_stop(VcfMount *m)
@@ -88,9 +129,16 @@ void watch_stop(VcfMount *m)
         g_thread_join(m->watcher);
         m->watcher = NULL;
     }
-    if (m->watch_fd >= 0)
-        close(m->watch_fd);
+    /* The syncer may still protect files (a copy that ended): it sees
+     * watch_fd -1 under the lock from now on. */
+    g_mutex_lock(&m->lock);
+    int fd = m->watch_fd;
+    m->watch_fd = -1;
+    g_clear_pointer(&m->watched, g_hash_table_destroy);
+    g_mutex_unlock(&m->lock);
+    if (fd >= 0)
+        close(fd);
     if (m->watch_stop >= 0)
         close(m->watch_stop);
-    m->watch_fd = m->watch_stop = -1;
+    m->watch_stop = -1;
 }
