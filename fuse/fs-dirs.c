@@ -338,6 +338,10 @@ void at_rest_done(VcfMount *m, const char *name, const char *gone_path, gboolean
     g_mutex_lock(&m->lock);
     if (gone_path != NULL)
         node_mark_gone(&m->nodes, gone_path, self, disks_only);
+    /* What kept it from opening is forgotten with it (told again if a
+     * clone of that name fails to open). */
+    if (gone_path != NULL && self)
+        g_hash_table_remove(m->unopenable, name);
     g_hash_table_remove(m->closing, name);
     g_mutex_unlock(&m->lock);
 }
