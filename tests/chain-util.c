@@ -163,15 +163,24 @@ static char *find(char *text, gsize len, const char *needle)
     return NULL;
 }
 
+/* NAME's whole file in *TEXT (*LEN bytes), and where "\nKEY=" is in its
+ * descriptor (the first 64 KiB); the test fails if it is not. */
+static char *find_key(const char *name, const char *key, char **text, gsize *len)
+{
+    g_autofree char *path = path_of(name);
+    ck_assert(g_file_get_contents(path, text, len, NULL));
+    g_autofree char *needle = g_strdup_printf("\n%s=", key);
+    char *at = find(*text, MIN(*len, (gsize) 65536), needle);
+    ck_assert_ptr_nonnull(at);
+    return at;
+}
+
 guint32 descriptor_cid(const char *name, const char *key)
 {
-    g_autofree char *path = path_of(name), *text = NULL;
+    g_autofree char *text = NULL;
     gsize len = 0;
-    ck_assert(g_file_get_contents(path, &text, &len, NULL));
-    g_autofree char *needle = g_strdup_printf("\n%s=", key);
-    const char *at = find(text, MIN(len, (gsize) 65536), needle);
-    ck_assert_ptr_nonnull(at);
-    return (guint32) strtoul(at + strlen(needle), NULL, 16);
+    const char *at = find_key(name, key, &text, &len);
+    return (guint32) strtoul(at + strlen(key) + 2, NULL, 16);
 }
 
 /* Replaces the value of KEY= in NAME's descriptor, embedded or not. In a
@@ -181,11 +190,7 @@ void edit_descriptor(const char *name, const char *key, const char *value)
 {
     g_autofree char *path = path_of(name), *text = NULL;
     gsize len = 0;
-    ck_assert(g_file_get_contents(path, &text, &len, NULL));
-    g_autofree char *needle = g_strdup_printf("\n%s=", key);
-    char *at = find(text, MIN(len, (gsize) 65536), needle);
-    ck_assert_ptr_nonnull(at);
-    char *val = at + strlen(needle);
+    char *val = find_key(name, key, &text, &len) + strlen(key) + 2;
     char *eol = strchr(val, '\n');
     ck_assert_ptr_nonnull(eol);
     gsize text_end = strlen(val) + (val - text);   /* first NUL or end */
@@ -214,10 +219,7 @@ void rename_key(const char *name, const char *key, const char *new_key)
     ck_assert_uint_eq(strlen(key), strlen(new_key));
     g_autofree char *path = path_of(name), *text = NULL;
     gsize len = 0;
-    ck_assert(g_file_get_contents(path, &text, &len, NULL));
-    g_autofree char *needle = g_strdup_printf("\n%s=", key);
-    char *at = find(text, MIN(len, (gsize) 65536), needle);
-    ck_assert_ptr_nonnull(at);
+    char *at = find_key(name, key, &text, &len);
     memcpy(at + 1, new_key, strlen(new_key));
     ck_assert(g_file_set_contents(path, text, len, NULL));
 }
