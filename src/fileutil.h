@@ -2,6 +2,7 @@
 #pragma once
 #include <glib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Writes DATA to PATH so that a crash leaves either the old or the new file:
  * a temporary file in the same folder, fsync, rename over PATH, fsync of the
@@ -31,3 +32,11 @@ static inline gboolean vcf_all_zero(const guint8 *buf, gsize len)
  * followed. Stops at the first failure, and refuses trees more than 64
  * folders deep (ELOOP) rather than recurse without bound. */
 gboolean vcf_remove_tree(const char *path, GError **error);
+
+/* Whether two stats of one path show the same file with the same bytes, as
+ * far as stat can tell: device, inode, size and mtime. */
+static inline gboolean vcf_stat_same_data(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size
+        && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}

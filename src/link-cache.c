@@ -2,6 +2,7 @@
  * link-cache.h. */
 #include "config.h"
 #include "link-cache.h"
+#include "fileutil.h"
 #include "vmdk-files.h"
 
 #include <string.h>
@@ -71,12 +72,17 @@ void vcf_link_facts_unref(VcfLinkFacts *facts)
         g_atomic_rc_box_release_full(facts, facts_clear);
 }
 
-gboolean vcf_link_same_stat(const struct stat *a, const struct stat *b)
+/* PATH is still the file the Ith of STATS showed: its data by
+ * vcf_stat_same_data, and its mode and ctime too, which a chmod or a write
+ * whose mtime was set back move. */
+static gboolean unchanged(const char *path, const GArray *stats, guint i)
 {
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_mode == b->st_mode
-        && a->st_size == b->st_size
-        && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec
-        && a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+    const struct stat *was = &g_array_index(stats, struct stat, i);
+    struct stat now;
+    return stat(path, &now) == 0 && vcf_stat_same_data(&now, was)
+        && now.st_mode == was->st_mode
+        && now.st_ctim.tv_sec == was->st_ctim.tv_sec
+        && now.st_ctim.tv_nsec == was->st_ctim.tv_nsec;
 }
 
 /* Every file of F as it was, and every extent name leading to the file it
@@ -84,11 +90,8 @@ gboolean vcf_link_same_stat(const struct stat *a, const struct stat *b)
 static gboolean still_same(const VcfLinkFacts *f, const char *confine_real)
 {
     const GArray *ext = f->desc->extents;
-    if (f->stats->len != ext->len + 1 || f->extent_names->len != ext->len)
-        return FALSE;
-    struct stat now;
-    if (stat(f->desc->path, &now) != 0
-        || !vcf_link_same_stat(&now, &g_array_index(f->stats, struct stat, 0)))
+    if (f->stats->len != ext->len + 1 || f->extent_names->len != ext->len
+        || !unchanged(f->desc->path, f->stats, 0))
         return FALSE;
     for (guint i = 0; i < ext->len; i++) {
         const VcfChainExtent *e = &g_array_index(ext, VcfChainExtent, i);
@@ -98,8 +101,7 @@ static gboolean still_same(const VcfLinkFacts *f, const char *confine_real)
             if (real == NULL || strcmp(real, e->path) != 0)
                 return FALSE;
         }
-        if (stat(e->path, &now) != 0
-            || !vcf_link_same_stat(&now, &g_array_index(f->stats, struct stat, i + 1)))
+        if (!unchanged(e->path, f->stats, i + 1))
             return FALSE;
     }
     return TRUE;

@@ -48,9 +48,6 @@ VcfLinkFacts *vcf_link_facts_ref(VcfLinkFacts *facts);
 void vcf_link_facts_unref(VcfLinkFacts *facts);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VcfLinkFacts, vcf_link_facts_unref)
 
-/* Whether A and B, two stats of one path, show the same unchanged file. */
-gboolean vcf_link_same_stat(const struct stat *a, const struct stat *b);
-
 /* Keeps links whose files last changed at least SETTLE_US before they
  * are stored (VCF_LINK_SETTLE_US; tests may pass 0). */
 #define VCF_LINK_SETTLE_US G_USEC_PER_SEC

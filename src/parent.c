@@ -1,6 +1,7 @@
 #include "config.h"
 #include "parent.h"
 #include "descriptor-utf8.h"
+#include "fileutil.h"
 #include "vcf-error.h"
 #include "link-cache.h"
 #include "vmdk-chain.h"
@@ -41,13 +42,6 @@ struct VcfParent {
     gboolean misread;        /* libvmdk would serve wrong bytes (see vcf_parent_read) */
     struct stat *seen;       /* each of files as opened: vcf_parent_check_unchanged */
 };
-
-/* What of a file's stat tells a change: another file, or new contents. */
-static gboolean same_file(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size
-        && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
 
 /* ---- public ------------------------------------------------------------ */
 
@@ -168,7 +162,7 @@ gboolean vcf_parent_check_unchanged(const VcfParent *parent, GError **error)
                         "clone's bytes cannot be trusted", f);
             return FALSE;
         }
-        if (!same_file(&now, was)) {
+        if (!vcf_stat_same_data(&now, was)) {
             g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(now.st_mtim.tv_sec);
             g_autofree char *when = t ? g_date_time_format(t, "%F %T") : g_strdup("?");
             g_set_error(error, VCF_ERROR, EIO, "%s, a file of the parent disk, changed outside "

@@ -403,7 +403,8 @@ gboolean vcf_vmdk_chain_open(VcfVmdkChain *chain, const char *top, const char *c
 {
     g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal,
                                                        g_free, NULL);
-    GArray *links = g_array_new(FALSE, TRUE, sizeof(VcfVmdkLink));
+    /* Handles only for a chain kept open; a check closes each link. */
+    GArray *links = chain != NULL ? g_array_new(FALSE, TRUE, sizeof(VcfVmdkLink)) : NULL;
     g_autofree char *disk = g_strdup(top);
     g_autofree char *child = NULL;    /* the link whose parent DISK is */
     guint32 child_parent_cid = CID_NONE;
@@ -484,7 +485,7 @@ gboolean vcf_vmdk_chain_open(VcfVmdkChain *chain, const char *top, const char *c
 
     /* Base first, as libvmdk wants: each link reads its holes from the
      * already complete chain below it. */
-    for (guint i = links->len; chain != NULL && i > 1; i--) {
+    for (guint i = links != NULL ? links->len : 0; i > 1; i--) {
         libvmdk_error_t *verr = NULL;
         VcfVmdkLink *c = &g_array_index(links, VcfVmdkLink, i - 2);
         VcfVmdkLink *p = &g_array_index(links, VcfVmdkLink, i - 1);
@@ -501,8 +502,6 @@ out:
         chain->links = (VcfVmdkLink *) g_array_free(links, FALSE);
         if (!ok)
             vcf_vmdk_chain_clear(chain);
-    } else {
-        g_array_free(links, TRUE);
     }
     return ok;
 }
